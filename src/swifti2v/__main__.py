@@ -1,0 +1,3 @@
+from swifti2v.cli.main import main
+
+main()

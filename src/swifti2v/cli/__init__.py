@@ -1,0 +1,1 @@
+"""The `swifti2v` command line."""

@@ -1,0 +1,200 @@
+"""`swifti2v` — generate, refine, plan, presets. User errors: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+
+from swifti2v.config import SAMPLERS, STAGE2_MODES, RunConfig
+from swifti2v.errors import UserError
+from swifti2v.media import DEFAULT_FPS
+from swifti2v.presets import DEFAULT_PRESET, PRESETS, get_preset
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(EXIT_USER_ERROR, f"swifti2v: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _video_options(p: argparse.ArgumentParser, frames_help: str) -> None:
+    g = p.add_argument_group("video")
+    g.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"named settings (default {DEFAULT_PRESET}); list them with `swifti2v presets`")
+    g.add_argument("--height", type=int, help="output height in pixels, a multiple of 32 (default: preset's)")
+    g.add_argument("--width", type=int, help="output width in pixels, a multiple of 32 (default: preset's)")
+    g.add_argument("--frames", type=int, help=frames_help)
+    g.add_argument("--segment-blocks", type=int, metavar="M",
+                   help="CSG: noisy latent blocks denoised per segment (default 3); larger than the clip = one window")
+    g.add_argument("--neighbor-blocks", type=int, metavar="N",
+                   help="CSG: previously generated blocks kept as clean context (default 1)")
+    g.add_argument("--no-csg", action="store_true",
+                   help="run Stage II over the whole clip in one window (the end-to-end baseline)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Stage II")
+    g.add_argument("--mode", choices=STAGE2_MODES,
+                   help="concat: trained refiner (2x input channels); refine: stock TI2V-5B, zero-shot")
+    g.add_argument("--stage2", metavar="PATH",
+                   help="trained concat checkpoint (a diffusers transformer folder with config.json + safetensors)")
+    g.add_argument("--stage2-steps", type=int, help="Stage II denoising steps (default: preset's)")
+    g.add_argument("--stage2-sampler", choices=SAMPLERS, help="Stage II solver step (default: preset's)")
+    g.add_argument("--start-sigma", type=float,
+                   help="noise level Stage II starts from, in (0, 1]; below 1 re-noises z_ref (refine mode)")
+    o = p.add_argument_group("output and run")
+    o.add_argument("--out", required=True,
+                   help="output .mp4 path; a .json with settings and timings is written beside it")
+    o.add_argument("--fps", type=int, help=f"frame rate of the mp4 (default: preset's, {DEFAULT_FPS} for Wan presets)")
+    o.add_argument("--seed", type=int, help="random seed (default 0); the same seed gives the same video")
+    o.add_argument("--device", help="auto (default), cpu or cuda[:N]")
+    o.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"),
+                   help="DiT compute dtype (auto: bf16 on GPU, fp32 on CPU)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="swifti2v", description="Efficient high-resolution image-to-video (SwiftI2V): low-res "
+                    "motion with a large Wan I2V model, then 2K detail segment by segment.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    g = sub.add_parser("generate", help="image + prompt -> video", description="Image + prompt -> video. "
+                       "The image is EXIF-rotated, scaled to cover the target size and centre-cropped.")
+    g.add_argument("--image", required=True, help="input image (any size or aspect; resized and centre-cropped)")
+    g.add_argument("--prompt", required=True, help="what happens in the clip")
+    _video_options(g, "frame count, 4k+1 (default: preset's, 81 for the Wan presets)")
+    g1 = g.add_argument_group("Stage I")
+    g1.add_argument("--stage1-steps", type=int, help="Stage I steps (default 4, LightX2V few-step)")
+    g1.add_argument("--lora", help="Stage I LoRA: a .safetensors file or 'hub_repo:file.safetensors' "
+                    "('none' to disable)")
+    g1.add_argument("--lora-strength", type=float, help="Stage I LoRA scale (default 1.0)")
+    _run_options(g)
+
+    r = sub.add_parser("refine", help="Stage II alone: your low-res video + the high-res image -> video",
+                       description="Bring your own motion: a low-res video (any source) is upsampled, its first "
+                       "frame replaced by the high-res image, and Stage II adds the detail.")
+    r.add_argument("--image", required=True, help="high-resolution first frame")
+    r.add_argument("--motion", required=True, help="low-resolution video giving the motion (mp4/mov/webm)")
+    r.add_argument("--prompt", default="", help="optional description of the clip (default: empty)")
+    _video_options(r, "frame count, 4k+1 (default: the longest 4k+1 prefix of --motion)")
+    _run_options(r)
+
+    pl = sub.add_parser("plan", help="segment plan and token counts for a preset (no weights needed)")
+    _video_options(pl, "frame count, 4k+1 (default: preset's)")
+    pl.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
+
+    sub.add_parser("presets", help="list presets, one line each")
+    return parser
+
+
+def _set(obj, **changes):
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(obj, **changes) if changes else obj
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The preset with the command line's overrides applied."""
+    cfg = get_preset(args.preset)
+    get = lambda name: getattr(args, name, None)
+    video = _set(cfg.video, height=get("height"), width=get("width"), frames=get("frames"), fps=get("fps"))
+    lora = get("lora")
+    stage1 = _set(cfg.stage1, lora_strength=get("lora_strength"),
+                  schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
+    if lora is not None:
+        stage1 = replace(stage1, lora=None if lora.lower() == "none" else lora)
+    mode = get("mode") or ("concat" if get("stage2") else None)
+    stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), segment_blocks=get("segment_blocks"),
+                  neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
+                  schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
+                                start_sigma=get("start_sigma")))
+    if stage2.mode == "concat" and stage2.checkpoint is None and stage2.model != "debug-random":
+        raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
+                        "(or --mode refine for the zero-shot refiner)")
+    return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
+                dtype=get("dtype"))
+
+
+class TqdmProgress:
+    """One bar per stage / segment, created on first use and closed when done."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bars = enabled, {}
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(name)
+        if bar is None:
+            bar = self.bars[name] = tqdm(total=total, desc=name, leave=name.startswith("stage"), unit="step"
+                                         if "step" in name or "/" in name else "seg")
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            self.bars.pop(name)
+
+
+def _print_plan(info: dict) -> None:
+    v = info["video"]
+    print(f"{info['preset']}: {v['width']}x{v['height']}x{v['frames']}, {info['blocks']} latent blocks, "
+          f"{info['num_segments']} segments, {info['tokens_per_block']} tokens/block")
+    print(f"largest window {info['largest_window_tokens']} tokens; whole clip {info['whole_clip_tokens']} tokens")
+    for seg in info["segments"]:
+        print(f"  segment {seg['index']}: blocks {seg['blocks']} neighbors {seg['neighbors']} "
+              f"positions {seg['positions']} ({seg['tokens']} tokens)")
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "presets":
+        for name, (text, _) in PRESETS.items():
+            print(f"{name:15s} {text}")
+        return 0
+    from swifti2v.config import validate
+    from swifti2v.plan import describe_plan
+
+    if args.command == "plan":
+        info = describe_plan(validate(resolve_config(args)))
+        print(json.dumps(info, indent=2)) if args.json else _print_plan(info)
+        return 0
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("swifti2v").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    progress = TqdmProgress(enabled=not args.quiet)
+    cfg = resolve_config(args)
+    from swifti2v import pipeline
+
+    if args.command == "generate":
+        info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress)
+    else:
+        info = pipeline.refine(cfg, args.image, args.motion, args.prompt, args.out, frames=args.frames,
+                               progress=progress)
+    if not args.quiet:
+        secs = ", ".join(f"{k} {t:.1f}s" for k, t in info["seconds"].items())
+        print(f"wrote {args.out} ({info['config']['video']['frames']} frames); {secs}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except UserError as e:
+        print(f"swifti2v: error: {e}", file=sys.stderr)
+        code = EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("swifti2v: interrupted; no output was written under the final name", file=sys.stderr)
+        code = 130
+    except Exception as e:  # out of memory is a user-fixable condition, not a crash
+        import torch
+
+        if not isinstance(e, torch.OutOfMemoryError):
+            raise
+        print("swifti2v: error: out of GPU memory; lower --segment-blocks, --height/--width or --frames, "
+              "or use a GPU with more memory", file=sys.stderr)
+        code = EXIT_USER_ERROR
+    sys.exit(code)

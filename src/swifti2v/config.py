@@ -1,0 +1,150 @@
+"""Typed, frozen configuration: one source of truth, saved as JSON beside every output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from swifti2v.errors import UserError
+
+Sampler = Literal["euler", "renoise"]
+Stage2Mode = Literal["concat", "refine"]
+SAMPLERS: tuple[str, ...] = ("euler", "renoise")
+STAGE2_MODES: tuple[str, ...] = ("concat", "refine")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """The output video. Frames must be 4k+1 (one latent block per 4 frames plus the first)."""
+
+    height: int
+    width: int
+    frames: int
+    fps: int = 16
+
+    @property
+    def num_blocks(self) -> int:
+        return (self.frames - 1) // 4 + 1
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A flow-matching schedule: `steps` sigmas from `start_sigma` down to 0, time-shifted by `shift`.
+
+    `sampler="renoise"` is LightX2V's stochastic few-step sampler (predict x0, re-noise to the next
+    sigma with fresh noise); `"euler"` is the deterministic ODE step.
+    """
+
+    steps: int
+    shift: float
+    sampler: Sampler = "euler"
+    start_sigma: float = 1.0
+
+
+@dataclass(frozen=True)
+class LatentGeometry:
+    """How a VAE + DiT pair maps pixels to tokens (Wan2.2 TI2V-5B: VAE 4x16x16, patch 1x2x2)."""
+
+    vae_temporal: int = 4
+    vae_spatial: int = 16
+    patch: tuple[int, int, int] = (1, 2, 2)
+
+    @property
+    def pixel_multiple(self) -> int:
+        return self.vae_spatial * self.patch[1]
+
+    def tokens_per_block(self, height: int, width: int) -> int:
+        return (height // self.pixel_multiple) * (width // (self.vae_spatial * self.patch[2]))
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Stage I: a large Wan I2V model makes the whole clip at 1/downscale of the target size."""
+
+    model: str
+    schedule: ScheduleConfig
+    lora: str | None = None
+    lora_strength: float = 1.0
+    downscale: int = 4
+    geometry: LatentGeometry = LatentGeometry(vae_spatial=8)
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Stage II: a smaller Wan DiT adds detail segment by segment (CSG).
+
+    mode "concat": a trained refiner whose input is [noisy latent ; z_ref] (2x channels).
+    mode "refine": stock TI2V-5B, zero-shot; noisy blocks start from z_ref re-noised to start_sigma.
+    """
+
+    mode: Stage2Mode
+    model: str
+    schedule: ScheduleConfig
+    checkpoint: str | None = None
+    segment_blocks: int = 3
+    neighbor_blocks: int = 1
+    csg: bool = True
+    geometry: LatentGeometry = LatentGeometry()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str
+    video: VideoConfig
+    stage1: Stage1Config
+    stage2: Stage2Config
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def stage1_size(video: VideoConfig, stage1: Stage1Config) -> tuple[int, int]:
+    """Stage I (height, width): 1/downscale of the target, rounded to the Stage I pixel multiple."""
+    m = stage1.geometry.pixel_multiple
+
+    def side(x: int) -> int:
+        return max(m, round(x / stage1.downscale / m) * m)
+
+    return side(video.height), side(video.width)
+
+
+def _nearest_4k1(n: int) -> str:
+    lo = max(1, (n - 1) // 4 * 4 + 1)
+    return f"{lo} or {lo + 4}" if lo != n else str(n)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Raise UserError for values the pipeline cannot run, naming the value and the fix."""
+    v, s2 = cfg.video, cfg.stage2
+    if v.frames < 5 or (v.frames - 1) % 4:
+        raise UserError(f"--frames {v.frames} is not 4k+1 with k>=1; use {_nearest_4k1(max(v.frames, 5))}")
+    mult = s2.geometry.pixel_multiple
+    for name, x in (("--height", v.height), ("--width", v.width)):
+        if x <= 0 or x % mult:
+            lo = max(mult, x // mult * mult)
+            raise UserError(f"{name} {x} is not a positive multiple of {mult}; use {lo} or {lo + mult}")
+    if v.fps <= 0:
+        raise UserError(f"--fps {v.fps} must be positive")
+    if s2.segment_blocks < 1:
+        raise UserError(f"--segment-blocks {s2.segment_blocks} must be at least 1")
+    if s2.neighbor_blocks < 0:
+        raise UserError(f"--neighbor-blocks {s2.neighbor_blocks} must be 0 or more")
+    if s2.mode not in STAGE2_MODES:
+        raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
+    for name, sch in (("stage1", cfg.stage1.schedule), ("stage2", s2.schedule)):
+        if sch.steps < 1:
+            raise UserError(f"{name} steps {sch.steps} must be at least 1")
+        if not 0.0 < sch.start_sigma <= 1.0:
+            raise UserError(f"{name} start sigma {sch.start_sigma} must be in (0, 1]")
+        if sch.sampler not in SAMPLERS:
+            raise UserError(f"{name} sampler {sch.sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
+    return cfg

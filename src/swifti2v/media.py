@@ -1,0 +1,127 @@
+"""Images in, mp4 out (H.264 via PyAV/FFmpeg), with the project's resize policy.
+
+Resize policy: the image is EXIF-rotated, converted to RGB (alpha composited on white), scaled so it
+covers the target size (Lanczos) and centre-cropped to exactly height x width. Videos given to
+`refine` get the same policy per frame. Outputs are written under a temporary name and renamed when
+complete, so the final name never holds a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from swifti2v.errors import UserError
+
+DEFAULT_FPS = 16  # Wan's native frame rate
+
+
+def load_image(path: str | Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--image {path} not found; pass an existing image file (PNG, JPEG, WebP, ...)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"--image {path} is not a readable image ({e}); pass a PNG, JPEG or WebP file") from None
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert("RGB")
+
+
+def fit(image: Image.Image, height: int, width: int) -> Image.Image:
+    """Scale to cover (height, width), then centre-crop."""
+    return ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) float32 in [-1, 1]."""
+    a = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+    return (a / 127.5 - 1.0).unsqueeze(0)
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(B=1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def read_video(path: str | Path) -> tuple[list[Image.Image], float]:
+    """All frames of a video file as RGB images, and its frame rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--motion {path} not found; pass an existing video file (mp4, mov, webm)")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or DEFAULT_FPS)
+            frames = [f.to_image() for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise UserError(f"--motion {path} is not a readable video ({e}); pass an mp4/mov/webm file") from None
+    if not frames:
+        raise UserError(f"--motion {path} has no frames")
+    return frames, fps
+
+
+class VideoWriter:
+    """Stream frames into an H.264 mp4; the file appears under its final name only on success."""
+
+    def __init__(self, path: str | Path, fps: int, crf: int = 18):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.fps, self.crf = fps, crf
+        self.frames_written = 0
+        self._container = None
+        self._stream = None
+
+    def __enter__(self) -> VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        return self
+
+    def write(self, frames: torch.Tensor) -> None:
+        """frames: (1, 3, T, H, W) in [-1, 1]."""
+        for rgb in to_uint8(frames):
+            if self._stream is None:
+                self._stream = self._container.add_stream("libx264", rate=self.fps)
+                self._stream.height, self._stream.width = rgb.shape[:2]
+                self._stream.pix_fmt = "yuv420p"
+                self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def probe_video(path: str | Path) -> dict:
+    """Frame count, size and rate of a video file (decoded, not trusted from the header)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        return {"frames": len(frames), "width": stream.width, "height": stream.height,
+                "fps": float(stream.average_rate)}
+
+
+def iter_frames(images: list[Image.Image], height: int, width: int) -> Iterator[torch.Tensor]:
+    for im in images:
+        yield to_tensor(fit(im.convert("RGB"), height, width))

@@ -1,0 +1,106 @@
+"""One adapter over diffusers' WanTransformer3DModel: (x, sigma, window) -> velocity.
+
+It packs the conditioning (channel-concat z_ref for Stage II `concat`, Wan2.1's mask+image latent for
+Stage I), converts per-frame sigmas to Wan timesteps (per token when frames differ, so clean context
+blocks get t=0), sets the RoPE positions of the window, and picks the expert of a two-expert (A14B) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+from torch import nn
+
+from swifti2v.models.rope import install_positional_rope, rope_positions
+from swifti2v.sampling.csg import Window
+
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+def frame_timesteps(frame_sigmas: torch.Tensor, tokens_per_frame: int, batch: int) -> torch.Tensor:
+    """Wan timesteps for per-frame sigmas: shape (B,) when all frames agree, else (B, L) per token.
+
+    Token order is frame-major (patch embedding output flattened over F, H, W), so frame f owns
+    tokens [f*HW, (f+1)*HW). The per-token form materialises the modulation per token (memory).
+    """
+    t = frame_sigmas.float() * NUM_TRAIN_TIMESTEPS
+    if bool((t == t[0]).all()):
+        return t[:1].expand(batch)
+    return t.repeat_interleave(tokens_per_frame).unsqueeze(0).expand(batch, -1)
+
+
+@dataclass
+class WanVelocity:
+    """Velocity callable for the samplers. Inputs fp32; the model runs in its own dtype."""
+
+    transformer: WanTransformer3DModel
+    text_embeds: torch.Tensor  # (B, 512, text_dim)
+    image_embeds: torch.Tensor | None = None  # Wan2.1 I2V CLIP tokens
+    extra_channels: torch.Tensor | None = None  # appended after x and the reference (Stage I condition)
+    transformer_2: WanTransformer3DModel | None = None  # low-noise expert of a Wan2.2 A14B pair
+    boundary_sigma: float | None = None  # use `transformer` at sigma >= boundary, else transformer_2
+
+    def __post_init__(self) -> None:
+        for model in (self.transformer, self.transformer_2):
+            if model is not None:
+                install_positional_rope(model)
+
+    def expert(self, sigma: float) -> WanTransformer3DModel:
+        if self.transformer_2 is None or self.boundary_sigma is None or sigma >= self.boundary_sigma:
+            return self.transformer
+        return self.transformer_2
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+        """x: (B, C, F, H, W); sigma: scalar or per-frame (F,). Returns velocity (B, C, F, H, W), fp32."""
+        b, _, f, h, w = x.shape
+        frame_sigmas = sigma.reshape(-1).expand(f) if sigma.numel() == 1 else sigma.reshape(f)
+        model = self.expert(float(frame_sigmas.max()))
+        parts = [x]
+        if window is not None and window.reference is not None:
+            parts.append(window.reference)
+        if self.extra_channels is not None:
+            parts.append(self.extra_channels)
+        device, dtype = model.device, model.dtype
+        hidden = torch.cat([p.to(device=device, dtype=dtype) for p in parts], dim=1)
+        _, p_h, p_w = model.config.patch_size
+        timestep = frame_timesteps(frame_sigmas.to(device), (h // p_h) * (w // p_w), b)
+        positions = None if window is None else window.positions
+        with rope_positions(model, positions), torch.no_grad():
+            out = model(
+                hidden_states=hidden,
+                timestep=timestep,
+                encoder_hidden_states=self.text_embeds.to(device=device, dtype=dtype),
+                encoder_hidden_states_image=None
+                if self.image_embeds is None
+                else self.image_embeds.to(device=device, dtype=dtype),
+                return_dict=False,
+            )[0]
+        return out.float()
+
+
+def widen_patch_embedding(transformer: WanTransformer3DModel, extra_channels: int) -> WanTransformer3DModel:
+    """Give the DiT `extra_channels` more input channels (zero-initialised): the `concat` refiner.
+
+    At init the widened model equals the base model for any content of the new channels. The config
+    is updated so `save_pretrained`/`from_pretrained` round-trip with the right `in_channels`.
+    (`from_pretrained(..., in_channels=96, ignore_mismatched_sizes=True)` leaves the weight on meta.)
+    """
+    old = transformer.patch_embedding
+    new = nn.Conv3d(
+        old.in_channels + extra_channels,
+        old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels].copy_(old.weight)
+        new.bias.copy_(old.bias)
+    transformer.patch_embedding = new
+    out_channels = transformer.config.out_channels or old.in_channels
+    transformer.register_to_config(in_channels=old.in_channels + extra_channels, out_channels=out_channels)
+    return transformer

@@ -1,0 +1,201 @@
+"""Typed components for both stages, loaded from diffusers-format folders or Hub ids, or built in code.
+
+Stage I: a Wan I2V DiT (Wan2.1-I2V-14B-480P with CLIP, or the Wan2.2 I2V A14B expert pair), its VAE
+(4x8x8) and the pipeline helpers that prepare its conditioning. Stage II: a TI2V-5B-style DiT (stock for
+`refine`, widened 2x input channels for `concat`) and the Wan2.2 VAE (4x16x16). One text encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+
+from swifti2v.errors import UserError
+from swifti2v.models.adapter import widen_patch_embedding
+from swifti2v.models.rope import install_positional_rope
+from swifti2v.models.text import TextEncoder
+from swifti2v.models.vae import WanVAE
+
+log = logging.getLogger(__name__)
+
+DEBUG_RANDOM = "debug-random"
+DEBUG_SEED = 1234
+
+
+def _debug():
+    from swifti2v.models import debug  # tiny configs; imported only when asked for
+
+    return debug
+
+
+@dataclass
+class Stage1Components:
+    pipe: WanImageToVideoPipeline  # container for diffusers' conditioning helpers; we own the loop
+    vae: WanVAE
+
+    @property
+    def transformer(self) -> WanTransformer3DModel:
+        return self.pipe.transformer
+
+    @property
+    def transformer_2(self) -> WanTransformer3DModel | None:
+        return self.pipe.transformer_2
+
+    @property
+    def boundary_sigma(self) -> float | None:
+        return self.pipe.config.boundary_ratio
+
+
+@dataclass
+class Stage2Components:
+    transformer: WanTransformer3DModel
+    vae: WanVAE
+    concat: bool  # input = [x ; z_ref]: in_channels == 2 * z_dim
+
+
+@dataclass
+class Components:
+    text: TextEncoder
+    stage2: Stage2Components
+    stage1: Stage1Components | None = None
+
+
+def _fail_load(what: str, source: str, err: Exception) -> UserError:
+    if Path(source).exists():
+        return UserError(f"{what} at {source} could not be loaded ({type(err).__name__}: {err}); "
+                         "check the folder is a complete diffusers-format model")
+    return UserError(f"{what} {source!r} is neither a local folder nor a cached Hub model ({type(err).__name__}); "
+                     f"download it with `hf download {source}` or pass a local folder")
+
+
+def _load(cls, source: str, what: str, **kw):
+    try:
+        return cls.from_pretrained(source, **kw)
+    except (OSError, ValueError) as e:
+        raise _fail_load(what, source, e) from None
+
+
+def _model_index(source: str) -> dict:
+    try:
+        return dict(WanImageToVideoPipeline.load_config(source))
+    except (OSError, ValueError) as e:
+        raise _fail_load("model", source, e) from None
+
+
+def _finish(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> TextEncoder:
+    if source == DEBUG_RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(DEBUG_SEED)
+            return TextEncoder(_debug().tiny_tokenizer(), _finish(_debug().tiny_text_encoder(), device))
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    tokenizer = _load(AutoTokenizer, source, "tokenizer", subfolder="tokenizer")
+    model = _load(UMT5EncoderModel, source, "text encoder", subfolder="text_encoder", torch_dtype=dtype)
+    return TextEncoder(tokenizer, _finish(model, device))
+
+
+def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1Components:
+    """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json)."""
+    if source == DEBUG_RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(DEBUG_SEED + 1)
+            transformer = _debug().tiny_stage1_transformer()
+            image_encoder, image_processor = _debug().tiny_image_encoder()
+            vae = _debug().tiny_vae_21()
+        transformer_2, boundary = None, None
+    else:
+        index = _model_index(source)
+        transformer = _load(WanTransformer3DModel, source, "Stage I transformer", subfolder="transformer",
+                            torch_dtype=dtype)
+        transformer_2 = None
+        if index.get("transformer_2", [None, None])[0] is not None:
+            transformer_2 = _load(WanTransformer3DModel, source, "Stage I low-noise expert",
+                                  subfolder="transformer_2", torch_dtype=dtype)
+        boundary = index.get("boundary_ratio")
+        image_encoder = image_processor = None
+        if transformer.config.image_dim is not None:  # Wan2.1 I2V needs a real CLIP encoder
+            from transformers import CLIPImageProcessor, CLIPVisionModel
+
+            image_encoder = _load(CLIPVisionModel, source, "CLIP image encoder", subfolder="image_encoder",
+                                  torch_dtype=torch.float32)
+            image_processor = _load(CLIPImageProcessor, source, "CLIP processor", subfolder="image_processor")
+        vae = _load(AutoencoderKLWan, source, "Stage I VAE", subfolder="vae", torch_dtype=torch.float32)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=_finish(vae, device),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        image_processor=image_processor,
+        image_encoder=None if image_encoder is None else _finish(image_encoder, device),
+        transformer=_finish(transformer, device),
+        transformer_2=None if transformer_2 is None else _finish(transformer_2, device),
+        boundary_ratio=boundary,
+    )
+    for t in (pipe.transformer, pipe.transformer_2):
+        if t is not None:
+            install_positional_rope(t)
+    return Stage1Components(pipe=pipe, vae=WanVAE(pipe.vae))
+
+
+def _concat_checkpoint_dir(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--stage2 {path} not found; pass the folder written by training (it holds config.json)")
+    if (p / "transformer" / "config.json").is_file():
+        p = p / "transformer"
+    if not (p / "config.json").is_file():
+        raise UserError(f"--stage2 {path} has no config.json; pass a diffusers-format transformer folder")
+    weights = list(p.glob("*.safetensors")) + list(p.glob("*.safetensors.index.json"))
+    if not weights:
+        found = ", ".join(sorted(x.name for x in p.iterdir())) or "nothing"
+        raise UserError(f"--stage2 {path} holds no .safetensors weights (found: {found}); "
+                        "only safetensors checkpoints are loaded")
+    return p
+
+
+def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch.device,
+                dtype: torch.dtype) -> Stage2Components:
+    """VAE from `source`; DiT from `checkpoint` (a trained concat refiner) or from `source` (stock)."""
+    if source == DEBUG_RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(DEBUG_SEED + 2)
+            vae = _debug().tiny_vae_22()
+            transformer = _debug().tiny_stage2_transformer()
+    else:
+        vae = _load(AutoencoderKLWan, source, "Stage II VAE", subfolder="vae", torch_dtype=torch.float32)
+        transformer = None
+        if checkpoint is None:
+            transformer = _load(WanTransformer3DModel, source, "Stage II transformer", subfolder="transformer",
+                                torch_dtype=dtype)
+    if checkpoint is not None:
+        transformer = _load(WanTransformer3DModel, str(_concat_checkpoint_dir(checkpoint)), "Stage II checkpoint",
+                            torch_dtype=dtype)
+    z = vae.config.z_dim
+    in_ch = transformer.config.in_channels
+    if concat and in_ch == z and checkpoint is None and source == DEBUG_RANDOM:
+        widen_patch_embedding(transformer, z)  # an untrained refiner: equals the base model
+        in_ch = 2 * z
+    expected = 2 * z if concat else z
+    if in_ch != expected:
+        mode = "concat" if concat else "refine"
+        fix = ("pass a trained concat checkpoint with --stage2" if concat
+               else "use --mode concat for a widened checkpoint")
+        raise UserError(f"Stage II transformer has in_channels={in_ch}, but mode {mode} needs {expected} "
+                        f"(VAE z={z}); {fix}")
+    install_positional_rope(transformer)
+    return Stage2Components(_finish(transformer, device), WanVAE(_finish(vae, device)), concat)
+
+
+def save_concat_checkpoint(transformer: WanTransformer3DModel, path: str | Path, run_config: dict | None = None):
+    """Write a `concat` refiner as a diffusers folder (config.json + safetensors) `--stage2` loads."""
+    path = Path(path)
+    transformer.save_pretrained(path, safe_serialization=True)
+    if run_config is not None:
+        (path / "swifti2v.json").write_text(json.dumps(run_config, indent=2))

@@ -1,0 +1,132 @@
+"""Streaming encode/decode for both Wan VAEs (2.1: z16, 4x8x8; 2.2: z48, 4x16x16 with patchify).
+
+Every public `AutoencoderKLWan.encode/decode` call restarts the causal cache, so a temporal window
+coded alone is wrong. These wrappers keep the encoder/decoder feature caches across calls and match
+one-shot coding exactly; windows must come in order. Encoder windows: first 1+4k frames, then
+multiples of 4. Latents here are always normalised: (z - mean) / std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import (
+    AutoencoderKLWan,
+    WanCausalConv3d,
+    patchify,
+    unpatchify,
+)
+
+Tensor = torch.Tensor
+
+
+class WanVAE:
+    """A loaded AutoencoderKLWan plus its latent statistics and geometry."""
+
+    def __init__(self, vae: AutoencoderKLWan):
+        self.vae = vae
+        cfg = vae.config
+        self.z_dim: int = cfg.z_dim
+        self.temporal: int = cfg.scale_factor_temporal
+        self.spatial: int = cfg.scale_factor_spatial
+        self._mean = torch.tensor(cfg.latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        self._std = torch.tensor(cfg.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vae.dtype
+
+    def normalize(self, z: Tensor) -> Tensor:
+        return (z.float() - self._mean.to(z.device)) / self._std.to(z.device)
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        return z.float() * self._std.to(z.device) + self._mean.to(z.device)
+
+    def encoder(self) -> StreamingEncoder:
+        return StreamingEncoder(self)
+
+    def decoder(self) -> StreamingDecoder:
+        return StreamingDecoder(self)
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """One-shot encode (B, 3, 1+4k, H, W) in [-1, 1] -> normalised latent mean."""
+        return self.encoder()(frames)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """One-shot decode of normalised latents -> frames in [-1, 1], fp32."""
+        return self.decoder()(z)
+
+
+def _conv_count(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, WanCausalConv3d) for m in module.modules())
+
+
+class StreamingEncoder:
+    """Encode a clip window by window with the causal cache carried across calls."""
+
+    def __init__(self, vae: WanVAE):
+        self.w = vae
+        self.cache: list = [None] * _conv_count(vae.vae.encoder)
+        self.frames_seen = 0
+
+    @torch.no_grad()
+    def __call__(self, frames: Tensor) -> Tensor:
+        """frames (B, 3, T, H, W) in [-1, 1] -> normalised latent blocks (B, z, T', h, w), fp32."""
+        vae, t = self.w.vae, frames.shape[2]
+        first = self.frames_seen == 0
+        if (first and (t - 1) % 4) or (not first and t % 4):
+            need = "1+4k frames" if first else "a multiple of 4 frames"
+            raise ValueError(f"streaming encode window of {t} frames; this window needs {need}")
+        x = frames.to(device=vae.device, dtype=vae.dtype)
+        if vae.config.patch_size is not None:
+            x = patchify(x, patch_size=vae.config.patch_size)
+        bounds = ([(0, 1)] if first else []) + [(s, s + 4) for s in range(1 if first else 0, t, 4)]
+        outs = [vae.encoder(x[:, :, a:b], feat_cache=self.cache, feat_idx=[0]) for a, b in bounds]
+        self.frames_seen += t
+        moments = vae.quant_conv(torch.cat(outs, dim=2))  # 1x1x1 conv: per-window is exact
+        return self.w.normalize(moments[:, : self.w.z_dim])  # the posterior mode
+
+
+class StreamingDecoder:
+    """Decode latent blocks in order with the causal cache carried across calls."""
+
+    def __init__(self, vae: WanVAE):
+        self.w = vae
+        self.cache: list = [None] * _conv_count(vae.vae.decoder)
+        self.blocks_seen = 0
+
+    @torch.no_grad()
+    def __call__(self, z: Tensor) -> Tensor:
+        """Normalised latents (B, z, F, h, w) -> frames (B, 3, T, H, W) in [-1, 1], fp32.
+
+        The first block gives 1 frame, every later block 4.
+        """
+        vae = self.w.vae
+        x = vae.post_quant_conv(self.w.denormalize(z).to(device=vae.device, dtype=vae.dtype))
+        outs = []
+        for i in range(x.shape[2]):
+            first = self.blocks_seen == 0
+            outs.append(vae.decoder(x[:, :, i : i + 1], feat_cache=self.cache, feat_idx=[0], first_chunk=first))
+            self.blocks_seen += 1
+        out = torch.cat(outs, dim=2)
+        if vae.config.patch_size is not None:
+            out = unpatchify(out, patch_size=vae.config.patch_size)
+        return out.clamp(-1.0, 1.0).float()
+
+
+def frame_windows(frames: Iterable[Tensor], first: int = 1, size: int = 4) -> Iterator[Tensor]:
+    """Group single frames (B, 3, H, W) into encoder windows: `first` frames, then `size` at a time."""
+    buf: list[Tensor] = []
+    want = first
+    for f in frames:
+        buf.append(f)
+        if len(buf) == want:
+            yield torch.stack(buf, dim=2)
+            buf, want = [], size
+    if buf:
+        raise ValueError(f"{len(buf)} frames left over: the clip length must be 4k+1")

@@ -1,0 +1,189 @@
+"""The SwiftI2V algorithm, top to bottom: Stage I motion -> hybrid reference -> Stage II CSG -> video."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from swifti2v import media
+from swifti2v.config import RunConfig, stage1_size, validate
+from swifti2v.errors import UserError
+from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
+from swifti2v.models.lora import load_lightx2v_lora
+from swifti2v.models.vae import WanVAE, frame_windows
+from swifti2v.plan import describe_plan, stage2_plan
+from swifti2v.reference import decoded_windows, hybrid_reference
+from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
+from swifti2v.sampling import Segment
+from swifti2v.stage1 import generate_motion
+from swifti2v.stage2 import add_detail
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]  # (bar name, done, total)
+
+
+def _no_progress(name: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class Setup:
+    cfg: RunConfig
+    device: torch.device
+    dtype: torch.dtype
+
+
+def setup(cfg: RunConfig) -> Setup:
+    cfg = validate(cfg)
+    device = resolve_device(cfg.device)
+    return Setup(cfg, device, resolve_dtype(cfg.dtype, device))
+
+
+def resolve_lora(spec: str) -> Path:
+    """A local .safetensors path, or 'hub_repo_id:path/in/repo.safetensors'."""
+    if Path(spec).exists() or ":" not in spec:
+        return Path(spec)
+    repo, filename = spec.split(":", 1)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as e:
+        raise UserError(f"LoRA {spec!r} could not be fetched ({type(e).__name__}); download it and pass "
+                        "--lora PATH") from None
+
+
+def load_components(s: Setup, with_stage1: bool) -> Components:
+    c = s.cfg
+    text_source = c.stage1.model if with_stage1 else c.stage2.model
+    comps = Components(
+        text=load_text_encoder(text_source, s.device, s.dtype),
+        stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", s.device, s.dtype),
+        stage1=load_stage1(c.stage1.model, s.device, s.dtype) if with_stage1 else None,
+    )
+    if with_stage1 and c.stage1.lora:
+        report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
+        log.info(report.summary())
+    return comps
+
+
+class SegmentWriter:
+    """Decode finished blocks in order (streaming VAE) and append their frames to the video."""
+
+    def __init__(self, vae: WanVAE, writer: media.VideoWriter, timer: StageTimer):
+        self.decoder, self.writer, self.timer = vae.decoder(), writer, timer
+        self.next_block = 0
+
+    def __call__(self, segment: Segment, latents: torch.Tensor) -> None:
+        last = segment.blocks[-1]
+        with self.timer("decode"):
+            frames = self.decoder(latents[:, :, self.next_block : last + 1])
+        self.writer.write(frames)
+        self.next_block = last + 1
+
+
+def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: torch.Tensor, out: Path,
+                     timer: StageTimer, progress: Progress) -> None:
+    plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
+    with media.VideoWriter(out, s.cfg.video.fps) as writer:
+        on_segment = SegmentWriter(comps.stage2.vae, writer, timer)
+
+        def on_segment_done(seg: Segment, latents: torch.Tensor) -> None:
+            on_segment(seg, latents)
+            progress("stage2 segments", seg.index + 1, len(plan))
+
+        with timer("stage2"):
+            add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
+                       on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n))
+    timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0)  # report decode separately
+
+
+def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Path,
+             components: Components | None = None, progress: Progress = _no_progress) -> dict:
+    """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings)."""
+    s, out = setup(cfg), Path(out)
+    v = s.cfg.video
+    image = media.load_image(image_path)
+    if not prompt.strip():
+        raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")
+    timer = StageTimer(s.device)
+    with timer("load"):
+        comps = components or load_components(s, with_stage1=True)
+    with timer("text"):
+        text = comps.text.encode(prompt, s.device)
+    # Stage I: the whole clip at low resolution, from the downsampled input image.
+    low_h, low_w = stage1_size(v, s.cfg.stage1)
+    with timer("stage1"):
+        z_low = generate_motion(comps.stage1, media.fit(image, low_h, low_w), text, s.cfg.stage1, v,
+                                s.cfg.seed, s.device, lambda i, n: progress("stage1 steps", i, n))
+    # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
+    image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
+    with timer("reference"):
+        z_ref = hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi, comps.stage2.vae)
+    # Stage II: detail segment by segment; finished segments are decoded and written as they come.
+    _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
+    return write_sidecar(out, s, timer, z_ref.shape, {"image": str(image_path), "prompt": prompt})
+
+
+def choose_frames(available: int, requested: int | None) -> int:
+    """The clip length for `refine`: the requested 4k+1, or the longest 4k+1 the motion video holds."""
+    if available < 5:
+        raise UserError(f"--motion has {available} frames; at least 5 are needed")
+    frames = requested if requested is not None else (available - 1) // 4 * 4 + 1
+    if frames > available:
+        raise UserError(f"--frames {frames} but --motion has only {available} frames; use --frames "
+                        f"{(available - 1) // 4 * 4 + 1} or less")
+    return frames
+
+
+def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prompt: str, out: str | Path,
+           frames: int | None = None, components: Components | None = None,
+           progress: Progress = _no_progress) -> dict:
+    """Stage II alone on a low-res video from any source, anchored on the high-res image.
+
+    `frames=None` takes the longest 4k+1 prefix of the motion video.
+    """
+    image = media.load_image(image_path)
+    motion, _ = media.read_video(motion_path)
+    cfg = replace(cfg, video=replace(cfg.video, frames=choose_frames(len(motion), frames)))
+    s, out = setup(cfg), Path(out)
+    v = s.cfg.video
+    timer = StageTimer(s.device)
+    with timer("load"):
+        comps = components or load_components(s, with_stage1=False)
+    with timer("text"):
+        text = comps.text.encode(prompt, s.device)
+    low_h, low_w = stage1_size(v, s.cfg.stage1)
+    windows: Iterable[torch.Tensor] = frame_windows(media.iter_frames(motion[: v.frames], low_h, low_w))
+    image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
+    with timer("reference"):
+        z_ref = hybrid_reference(windows, image_hi, comps.stage2.vae)
+    _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
+    return write_sidecar(out, s, timer, z_ref.shape,
+                         {"image": str(image_path), "motion": str(motion_path), "prompt": prompt})
+
+
+def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: dict) -> dict:
+    """OUT.json: resolved config, inputs, segment plan, seconds per stage, peak memory (atomic write)."""
+    info = {
+        "output": out.name,
+        "inputs": inputs,
+        "config": s.cfg.to_dict(),
+        "device": str(s.device),
+        "dtype": str(s.dtype).removeprefix("torch."),
+        "latent_shape": list(latent_shape),
+        "plan": describe_plan(s.cfg),
+        "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},
+        "memory": {k: round(x, 3) for k, x in peak_memory(s.device).items()},
+    }
+    path = out.with_suffix(".json")
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path)
+    return info

@@ -1,0 +1,49 @@
+"""Hybrid reference construction: decode the low-res clip, upsample every frame to the target size,
+replace frame 0 with the full-resolution input image, encode with the Stage II VAE -> z_ref.
+
+Everything streams window by window (1 frame, then 4 at a time) through the causal VAEs, so the
+full-resolution clip never exists in memory at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from swifti2v.models.vae import WanVAE
+
+
+def decoded_windows(vae: WanVAE, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Stage I latents -> pixel windows (1, 3, T, h, w): block 0 gives 1 frame, every later block 4."""
+    decoder = vae.decoder()
+    for b in range(latents.shape[2]):
+        yield decoder(latents[:, :, b : b + 1])
+
+
+def upsample(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, 3, T, h, w) -> (B, 3, T, height, width), bicubic, clamped to [-1, 1]."""
+    b, c, t, h, w = frames.shape
+    if (h, w) == (height, width):
+        return frames
+    x = frames.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    x = F.interpolate(x.float(), size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
+    return x.reshape(b, t, c, height, width).permute(0, 2, 1, 3, 4)
+
+
+@torch.no_grad()
+def hybrid_reference(windows: Iterable[torch.Tensor], image: torch.Tensor, vae: WanVAE) -> torch.Tensor:
+    """windows: low-res pixel windows of 1, 4, 4, ... frames; image: (1, 3, H, W) in [-1, 1].
+
+    Returns z_ref (1, z, F, H/s, W/s), normalised, fp32. Block 0 is the input image's own latent.
+    """
+    height, width = image.shape[-2:]
+    encoder, blocks = vae.encoder(), []
+    for i, window in enumerate(windows):
+        hi = upsample(window.to(image.device), height, width)
+        if i == 0:
+            hi = hi.clone()
+            hi[:, :, 0] = image
+        blocks.append(encoder(hi))
+    return torch.cat(blocks, dim=2)

@@ -1,0 +1,73 @@
+"""Device/dtype choice, stage timing and peak memory: what every run reports in its sidecar."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from swifti2v.errors import UserError
+
+log = logging.getLogger(__name__)
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        log.info("device: %s (%s)", device, "CUDA available" if device.type == "cuda" else "no CUDA found")
+        return device
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        log.info("DiT compute dtype: %s (%s)", dtype,
+                 "bf16 on GPU" if device.type == "cuda" else "fp32: bf16 matmuls are slow on CPU")
+        return dtype
+    if name not in DTYPES:
+        raise UserError(f"--dtype {name!r} is unknown; use auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak GPU memory allocated (CUDA) or peak resident set size of this process (CPU), in GiB."""
+    if device.type == "cuda":
+        return {"peak_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+                "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"peak_rss_gib": rss / (2**30 if sys.platform == "darwin" else 2**20)}
+
+
+class StageTimer:
+    """Wall seconds per named stage (synchronising CUDA at the boundaries)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self._sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

@@ -1,0 +1,19 @@
+"""Reproducible noise: the whole clip's noise is drawn once from a seeded CPU generator, then sliced."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """Independent 63-bit seeds for named streams ("stage1", "stage2", "stage2/step3", ...)."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def clip_noise(seed: int, stream: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normal noise of `shape` (float32, CPU), identical on every machine for (seed, stream)."""
+    g = torch.Generator(device="cpu").manual_seed(derive_seed(seed, stream))
+    return torch.randn(shape, generator=g, dtype=torch.float32)

@@ -1,0 +1,53 @@
+"""Stage I: the whole clip's motion at low resolution from a large Wan I2V DiT, few-step, no CFG.
+
+diffusers' WanImageToVideoPipeline prepares the conditioning (CLIP tokens, the mask + image latent);
+the denoising loop is ours (custom sigmas, LightX2V's re-noise sampler, seeded whole-clip noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from PIL import Image
+
+from swifti2v.config import Stage1Config, VideoConfig
+from swifti2v.models.adapter import WanVelocity
+from swifti2v.models.components import Stage1Components
+from swifti2v.sampling import STEPS, clip_noise, flow_sigmas, sample
+
+
+def step_noises(seed: int, stream: str, shape: tuple[int, ...], steps: int, sampler: str,
+                device: torch.device) -> list[torch.Tensor] | None:
+    """Fresh noise for each stochastic step, drawn once for the whole clip (None for Euler)."""
+    if sampler != "renoise":
+        return None
+    return [clip_noise(seed, f"{stream}/step{i}", shape).to(device) for i in range(steps)]
+
+
+@torch.no_grad()
+def generate_motion(
+    c: Stage1Components,
+    image: Image.Image,
+    text: torch.Tensor,
+    cfg: Stage1Config,
+    video: VideoConfig,
+    seed: int,
+    device: torch.device,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """image: the input already fit to the Stage I size. Returns normalised latents (1, z, F, h, w), fp32."""
+    pipe, height, width = c.pipe, image.height, image.width
+    image_embeds = pipe.encode_image(image, device) if c.transformer.config.image_dim is not None else None
+    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
+    shape = (1, c.vae.z_dim, video.num_blocks, height // c.vae.spatial, width // c.vae.spatial)
+    noise = clip_noise(seed, "stage1", shape).to(device)
+    _, condition = pipe.prepare_latents(
+        pixels, 1, c.vae.z_dim, height, width, video.frames, torch.float32, device, latents=noise
+    )  # condition: (1, 4 mask + z image-latent channels, F, h, w)
+    velocity = WanVelocity(c.transformer, text, image_embeds=image_embeds, extra_channels=condition,
+                           transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma)
+    sch = cfg.schedule
+    sigmas = flow_sigmas(sch.steps, sch.shift, sch.start_sigma)
+    return sample(lambda x, s: velocity(x, s), noise, sigmas, STEPS[sch.sampler],
+                  step_noises(seed, "stage1", shape, sch.steps, sch.sampler, device), on_step)
