@@ -133,7 +133,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             lo = max(mult, x // mult * mult)
             raise UserError(f"{name} {x} is not a positive multiple of {mult}; use {lo} or {lo + mult}")
     if v.fps <= 0:
-        raise UserError(f"--fps {v.fps} must be positive")
+        raise UserError(f"--fps {v.fps} must be positive; use e.g. 16")
     if s2.segment_blocks < 1:
         raise UserError(f"--segment-blocks {s2.segment_blocks} must be at least 1")
     if s2.neighbor_blocks < 0:

@@ -1,0 +1,59 @@
+"""Streaming encode/decode (cache carried across windows) equals diffusers' one-shot calls."""
+
+import pytest
+import torch
+
+from swifti2v.models.debug import tiny_vae_21, tiny_vae_22
+from swifti2v.models.vae import WanVAE, frame_windows
+
+
+@pytest.fixture(scope="module", params=["wan2.1", "wan2.2"])
+def vae(request):
+    torch.manual_seed(0)
+    return WanVAE(tiny_vae_21() if request.param == "wan2.1" else tiny_vae_22())
+
+
+@pytest.mark.parametrize("windows", [[1, 4, 4, 4], [5, 8], [13], [1, 12], [9, 4]])
+def test_streaming_encode_equals_one_shot(vae, windows):
+    x = torch.rand(1, 3, 13, 64, 96) * 2 - 1
+    one_shot = vae.normalize(vae.vae.encode(x).latent_dist.mode())
+    enc, parts, at = vae.encoder(), [], 0
+    for n in windows:
+        parts.append(enc(x[:, :, at : at + n]))
+        at += n
+    assert torch.equal(torch.cat(parts, dim=2), one_shot)
+    assert one_shot.shape[2] == 4 and one_shot.shape[1] == vae.z_dim
+
+
+@pytest.mark.parametrize("windows", [[1, 1, 1, 1], [1, 3], [2, 2], [4]])
+def test_streaming_decode_equals_one_shot(vae, windows):
+    z = torch.randn(1, vae.z_dim, 4, 4, 6)
+    one_shot = vae.vae.decode(vae.denormalize(z)).sample
+    dec, parts, at = vae.decoder(), [], 0
+    for n in windows:
+        parts.append(dec(z[:, :, at : at + n]))
+        at += n
+    out = torch.cat(parts, dim=2)
+    assert out.shape == one_shot.shape == (1, 3, 13, 4 * vae.spatial, 6 * vae.spatial)
+    assert torch.equal(out, one_shot)
+
+
+def test_window_restart_is_what_streaming_fixes(vae):
+    """Coding a later window alone (the public API) is wrong: that is why the wrapper exists."""
+    x = torch.rand(1, 3, 9, 64, 64) * 2 - 1
+    full = vae.encode(x)
+    alone = vae.normalize(vae.vae.encode(x[:, :, 5:9]).latent_dist.mode())
+    assert alone.shape[2] != 1 or not torch.allclose(alone, full[:, :, 2:3], atol=1e-4)
+
+
+def test_bad_windows_are_refused(vae):
+    enc = vae.encoder()
+    with pytest.raises(ValueError, match="1\\+4k"):
+        enc(torch.zeros(1, 3, 4, 32, 32))
+    enc(torch.zeros(1, 3, 1, 32, 32))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        enc(torch.zeros(1, 3, 3, 32, 32))
+    frames = [torch.zeros(1, 3, 8, 8)] * 9
+    assert [w.shape[2] for w in frame_windows(frames)] == [1, 4, 4]
+    with pytest.raises(ValueError, match="4k\\+1"):
+        list(frame_windows(frames[:7]))

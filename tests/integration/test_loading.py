@@ -1,0 +1,101 @@
+"""The real loading path (diffusers-format folders, as on the Hub) on tiny models saved to disk."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline
+
+from swifti2v import pipeline
+from swifti2v.config import ScheduleConfig
+from swifti2v.errors import UserError
+from swifti2v.media import fit, load_image, probe_video
+from swifti2v.models import debug
+from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
+from swifti2v.presets import get_preset
+from swifti2v.stage1 import generate_motion
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Wan2.1-I2V-like, Wan2.2-I2V-A14B-like and TI2V-5B-like pipeline folders with tiny weights."""
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    tok, te = debug.tiny_tokenizer(), debug.tiny_text_encoder()
+    clip, proc = debug.tiny_image_encoder()
+    sched = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
+                            image_processor=proc, image_encoder=clip,
+                            transformer=debug.tiny_stage1_transformer()).save_pretrained(root / "i2v")
+    expert = lambda: debug._tiny_dit(in_channels=2 * debug.STAGE1_Z + 4, out_channels=debug.STAGE1_Z)
+    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
+                            transformer=expert(), transformer_2=expert(),
+                            boundary_ratio=0.9).save_pretrained(root / "a14b")
+    WanPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_22(), scheduler=sched,
+                transformer=debug.tiny_stage2_transformer(), expand_timesteps=True).save_pretrained(root / "ti2v")
+    return root
+
+
+def test_components_load_from_folders(folders):
+    s1 = load_stage1(str(folders / "i2v"), CPU, torch.float32)
+    assert s1.transformer.config.image_dim == 16 and s1.pipe.image_encoder is not None
+    assert s1.transformer_2 is None and s1.boundary_sigma is None
+    assert s1.vae.z_dim == debug.STAGE1_Z and s1.vae.spatial == 8
+    pair = load_stage1(str(folders / "a14b"), CPU, torch.float32)
+    assert pair.transformer_2 is not None and pair.boundary_sigma == 0.9 and pair.pipe.image_encoder is None
+    s2 = load_stage2(str(folders / "ti2v"), None, False, CPU, torch.float32)
+    assert not s2.concat and s2.vae.spatial == 16 and s2.vae.z_dim == debug.STAGE2_Z
+    text = load_text_encoder(str(folders / "ti2v"), CPU, torch.float32)
+    emb = text.encode("a red square moves up", CPU)
+    assert emb.shape == (1, 512, debug.TEXT_DIM)
+    assert emb[0, 30:].abs().sum() == 0, "padded to 512 tokens with zeros past the prompt"
+
+
+def test_two_expert_stage1_switches_at_the_boundary(folders, image_file):
+    pair = load_stage1(str(folders / "a14b"), CPU, torch.float32)
+    calls = []
+    for name, model in (("high", pair.transformer), ("low", pair.transformer_2)):
+        model.register_forward_pre_hook(lambda *a, name=name: calls.append(name))
+    cfg = get_preset("debug-random")
+    image = fit(load_image(image_file), 32, 64)
+    z = generate_motion(pair, image, torch.zeros(1, 512, debug.TEXT_DIM), cfg.stage1, cfg.video, 0, CPU)
+    assert z.shape == (1, debug.STAGE1_Z, cfg.video.num_blocks, 4, 8)
+    # LightX2V sigmas [1, .9375, .833, .625] against boundary 0.9
+    assert calls == ["high", "high", "low", "low"]
+
+
+def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_path):
+    cfg = get_preset("debug-random")
+    cfg = replace(cfg, stage1=replace(cfg.stage1, model=str(folders / "i2v")),
+                  stage2=replace(cfg.stage2, mode="refine", model=str(folders / "ti2v"),
+                                 schedule=ScheduleConfig(steps=3, shift=3.0, start_sigma=0.6)))
+    info = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4")
+    meta = probe_video(tmp_path / "v.mp4")
+    assert (meta["frames"], meta["height"], meta["width"]) == (25, 128, 256)
+    assert info["config"]["stage2"]["mode"] == "refine"
+
+
+def test_missing_model_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="local folder"):
+        load_stage2("no-such-org/no-such-model", None, False, CPU, torch.float32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="could not be loaded"):
+        load_stage1(str(tmp_path / "empty"), CPU, torch.float32)
+
+
+def test_concat_checkpoint_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_stage2("debug-random", str(tmp_path / "nope"), True, CPU, torch.float32)
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(UserError, match="config.json"):
+        load_stage2("debug-random", str(tmp_path / "ck"), True, CPU, torch.float32)
+    (tmp_path / "ck" / "config.json").write_text("{}")
+    (tmp_path / "ck" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(UserError, match="safetensors"):
+        load_stage2("debug-random", str(tmp_path / "ck"), True, CPU, torch.float32)
+    torch.manual_seed(0)
+    debug.tiny_stage2_transformer().save_pretrained(tmp_path / "base")  # in_channels = z: not a refiner
+    with pytest.raises(UserError, match="in_channels=8"):
+        load_stage2("debug-random", str(tmp_path / "base"), True, CPU, torch.float32)
