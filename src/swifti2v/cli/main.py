@@ -165,6 +165,9 @@ def run(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("swifti2v").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    import transformers  # its import-time notices (e.g. about torchvision) are not the user's concern
+
+    transformers.logging.set_verbosity_error()
     progress = TqdmProgress(enabled=not args.quiet)
     cfg = resolve_config(args)
     from swifti2v import pipeline

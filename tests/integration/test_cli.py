@@ -1,0 +1,95 @@
+"""The `swifti2v` command in a subprocess, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from swifti2v.media import VideoWriter, probe_video
+
+
+def swifti2v(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "swifti2v", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_generate_debug_random_writes_mp4_and_sidecar(image_file, tmp_path):
+    out = tmp_path / "clip.mp4"
+    r = swifti2v("generate", "--preset", "debug-random", "--image", image_file, "--prompt", "a red square moves up",
+                 "--out", out, "--frames", "17", "--seed", "3", "-q")
+    assert r.returncode == 0, r.stderr
+    meta = probe_video(out)
+    assert (meta["frames"], meta["height"], meta["width"], meta["fps"]) == (17, 128, 256, 8.0)
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["config"]["video"]["frames"] == 17 and info["config"]["seed"] == 3
+    assert info["plan"]["num_segments"] == 2 and info["plan"]["segments"][1]["positions"] == [0, 3, 4]
+    assert {"stage1", "reference", "stage2", "decode"} <= set(info["seconds"])
+    assert info["memory"]
+    assert not list(tmp_path.glob(".*partial*")), "no temporary files left behind"
+
+
+def test_refine_bring_your_own_motion(image_file, tmp_path):
+    import torch
+
+    motion = tmp_path / "motion.mp4"
+    with VideoWriter(motion, fps=8) as w:
+        w.write(torch.rand(1, 3, 23, 48, 80) * 2 - 1)  # any size; 23 frames -> 21 used
+    out = tmp_path / "refined.mp4"
+    r = swifti2v("refine", "--image", image_file, "--motion", motion, "--out", out, "--mode", "concat",
+                 "--width", "192", "--height", "96", "-q")
+    assert r.returncode == 0, r.stderr
+    meta = probe_video(out)
+    assert (meta["frames"], meta["height"], meta["width"]) == (21, 96, 192)
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert "stage1" not in info["seconds"] and info["inputs"]["motion"].endswith("motion.mp4")
+
+
+def test_plan_json_needs_no_weights():
+    r = swifti2v("plan", "--preset", "wan-2k-refine", "--frames", "81", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["blocks"], info["num_segments"], info["tokens_per_block"], info["largest_window_tokens"]) == (
+        21, 7, 3520, 17600)
+
+
+def test_presets_and_help():
+    r = swifti2v("presets")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3
+    for cmd in ("generate", "refine", "plan"):
+        r = swifti2v(cmd, "--help")
+        assert r.returncode == 0 and "--segment-blocks" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--image", "missing.png"], "missing.png not found"),
+        (["--image", "{bad}"], "not a readable image"),
+        (["--frames", "20"], "4k+1"),
+        (["--height", "100"], "multiple of 32"),
+        (["--preset", "wan-8k"], "unknown"),
+        (["--prompt", " "], "--prompt is empty"),
+        (["--preset", "wan-2k"], "--stage2"),
+        (["--stage2", "no/such/ckpt"], "not found"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(image_file, tmp_path, args, fragment):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    base = {"--image": str(image_file), "--prompt": "x", "--out": str(tmp_path / "o.mp4")}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v.replace("{bad}", str(bad))
+    r = swifti2v("generate", *[x for kv in base.items() for x in kv], "-q")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_argument_errors_exit_2_with_one_line():
+    r = swifti2v("generate", "--prompt", "x")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--image" in r.stderr
+    r = swifti2v("generate", "--image", "a.png", "--prompt", "x", "--out", "o.mp4", "--frames", "many")
+    assert r.returncode == 2 and "--frames" in r.stderr

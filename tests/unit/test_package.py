@@ -1,0 +1,28 @@
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_import_has_no_side_effects(tmp_path):
+    code = (
+        "import os, logging, sys; before = dict(os.environ); "
+        "import swifti2v, swifti2v.pipeline, swifti2v.cli.main; "
+        "assert dict(os.environ) == before, 'env changed'; "
+        "assert not logging.getLogger().handlers, 'logging configured'; "
+        "assert 'torch' not in sys.modules or not __import__('torch').cuda.is_initialized(), 'GPU touched'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.iterdir()) == [], "importing created files"
+    assert not logging.getLogger("swifti2v").handlers
+
+
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff") or os.path.join(os.path.dirname(sys.executable), "ruff")
+    r = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
