@@ -91,6 +91,7 @@ class SegmentWriter:
 def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: torch.Tensor, out: Path,
                      timer: StageTimer, progress: Progress) -> None:
     plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
+    progress("stage2 segments", 0, len(plan))
     with media.VideoWriter(out, s.cfg.video.fps) as writer:
         on_segment = SegmentWriter(comps.stage2.vae, writer, timer)
 

@@ -77,7 +77,10 @@ def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_pat
     assert info["config"]["stage2"]["mode"] == "refine"
 
 
-def test_missing_model_folder_is_a_user_error(tmp_path):
+def test_missing_model_folder_is_a_user_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network retries in tests
     with pytest.raises(UserError, match="local folder"):
         load_stage2("no-such-org/no-such-model", None, False, CPU, torch.float32)
     (tmp_path / "empty").mkdir()

@@ -134,7 +134,7 @@ class TqdmProgress:
             bar = self.bars[name] = tqdm(total=total, desc=name, leave=name.startswith("stage"), unit="step"
                                          if "step" in name or "/" in name else "seg")
         bar.update(done - bar.n)
-        if done >= total:
+        if done >= total > 0:
             bar.close()
             self.bars.pop(name)
 

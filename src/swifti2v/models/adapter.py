@@ -67,7 +67,7 @@ class WanVelocity:
         _, p_h, p_w = model.config.patch_size
         timestep = frame_timesteps(frame_sigmas.to(device), (h // p_h) * (w // p_w), b)
         positions = None if window is None else window.positions
-        with rope_positions(model, positions), torch.no_grad():
+        with rope_positions(model, positions):
             out = model(
                 hidden_states=hidden,
                 timestep=timestep,

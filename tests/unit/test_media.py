@@ -1,0 +1,73 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from swifti2v.errors import UserError
+from swifti2v.media import VideoWriter, fit, load_image, probe_video, read_video, to_tensor
+
+
+def _save(tmp_path, image, name, **kw):
+    path = tmp_path / name
+    image.save(path, **kw)
+    return path
+
+
+def test_exif_orientation_is_respected(tmp_path):
+    im = Image.new("RGB", (40, 20), (255, 0, 0))
+    im.paste((0, 0, 255), (0, 0, 10, 20))  # blue on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    loaded = load_image(_save(tmp_path, im, "rot.jpg", exif=exif.tobytes(), quality=95))
+    assert loaded.size == (20, 40)
+    top = np.asarray(loaded)[2, 10]
+    assert top[2] > 200 and top[0] < 60, "the blue left edge is now on top"
+
+
+def test_modes_become_rgb(tmp_path):
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert np.asarray(load_image(_save(tmp_path, rgba, "a.png"))).min() == 255, "transparent -> white"
+    gray = Image.new("L", (8, 8), 100)
+    assert load_image(_save(tmp_path, gray, "g.png")).mode == "RGB"
+    cmyk = Image.new("CMYK", (8, 8), (0, 0, 0, 0))
+    assert load_image(_save(tmp_path, cmyk, "c.jpg")).mode == "RGB"
+
+
+def test_fit_covers_and_centre_crops():
+    im = Image.new("RGB", (300, 100))
+    im.paste((255, 255, 255), (100, 0, 200, 100))  # white centre third
+    out = fit(im, 64, 64)
+    assert out.size == (64, 64)
+    assert np.asarray(out).mean() > 240, "the centre survives the crop"
+    t = to_tensor(out)
+    assert t.shape == (1, 3, 64, 64) and t.min() >= -1 and t.max() <= 1
+
+
+def test_bad_images_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_image(tmp_path / "none.png")
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(UserError, match="not a readable image"):
+        load_image(tmp_path / "text.png")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, format="PNG")
+    (tmp_path / "cut.png").write_bytes(buf.getvalue()[:60])
+    with pytest.raises(UserError, match="not a readable image"):
+        load_image(tmp_path / "cut.png")
+
+
+def test_video_round_trip_and_atomic_write(tmp_path):
+    out = tmp_path / "v.mp4"
+    with VideoWriter(out, fps=12) as w:
+        w.write(torch.zeros(1, 3, 5, 32, 64))
+        assert not out.exists(), "the final name appears only when complete"
+        w.write(torch.ones(1, 3, 4, 32, 64))
+    assert probe_video(out) == {"frames": 9, "width": 64, "height": 32, "fps": 12.0}
+    frames, fps = read_video(out)
+    assert len(frames) == 9 and fps == 12.0
+    with pytest.raises(RuntimeError), VideoWriter(tmp_path / "fail.mp4", fps=12) as w:
+        w.write(torch.zeros(1, 3, 2, 32, 64))
+        raise RuntimeError("crash mid-write")
+    assert list(tmp_path.glob("*fail*")) == [], "nothing left under the final or temporary name"
