@@ -88,6 +88,15 @@ class SegmentWriter:
         self.next_block = last + 1
 
 
+def _load_and_encode(s: Setup, prompt: str, components: Components | None, timer: StageTimer,
+                     with_stage1: bool) -> tuple[Components, torch.Tensor]:
+    with timer("load"):
+        comps = components or load_components(s, with_stage1)
+    with timer("text"):
+        text = comps.text.encode(prompt, s.device)
+    return comps, text
+
+
 def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: torch.Tensor, out: Path,
                      timer: StageTimer, progress: Progress) -> None:
     plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
@@ -114,10 +123,7 @@ def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Pat
     if not prompt.strip():
         raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")
     timer = StageTimer(s.device)
-    with timer("load"):
-        comps = components or load_components(s, with_stage1=True)
-    with timer("text"):
-        text = comps.text.encode(prompt, s.device)
+    comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=True)
     # Stage I: the whole clip at low resolution, from the downsampled input image.
     low_h, low_w = stage1_size(v, s.cfg.stage1)
     with timer("stage1"):
@@ -156,10 +162,7 @@ def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prom
     s, out = setup(cfg), Path(out)
     v = s.cfg.video
     timer = StageTimer(s.device)
-    with timer("load"):
-        comps = components or load_components(s, with_stage1=False)
-    with timer("text"):
-        text = comps.text.encode(prompt, s.device)
+    comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=False)
     low_h, low_w = stage1_size(v, s.cfg.stage1)
     windows: Iterable[torch.Tensor] = frame_windows(media.iter_frames(motion[: v.frames], low_h, low_w))
     image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)

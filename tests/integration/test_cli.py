@@ -51,6 +51,8 @@ def test_plan_json_needs_no_weights():
     info = json.loads(r.stdout)
     assert (info["blocks"], info["num_segments"], info["tokens_per_block"], info["largest_window_tokens"]) == (
         21, 7, 3520, 17600)
+    r = swifti2v("plan", "--preset", "wan-2k", "--segment-blocks", "4", "--neighbor-blocks", "2")
+    assert r.returncode == 0 and "5 segments" in r.stdout, r.stderr + r.stdout
 
 
 def test_presets_and_help():

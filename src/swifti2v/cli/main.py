@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 
@@ -111,7 +112,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                   neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
                   schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
                                 start_sigma=get("start_sigma")))
-    if stage2.mode == "concat" and stage2.checkpoint is None and stage2.model != "debug-random":
+    needs_weights = args.command in ("generate", "refine")
+    if needs_weights and stage2.mode == "concat" and stage2.checkpoint is None and stage2.model != "debug-random":
         raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
                         "(or --mode refine for the zero-shot refiner)")
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"swifti2v: error: {e}", file=sys.stderr)
         code = EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. `swifti2v plan | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except KeyboardInterrupt:
         print("swifti2v: interrupted; no output was written under the final name", file=sys.stderr)
         code = 130
