@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from swifti2v.errors import UserError
@@ -98,7 +98,6 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

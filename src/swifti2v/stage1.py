@@ -14,15 +14,7 @@ from PIL import Image
 from swifti2v.config import Stage1Config, VideoConfig
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.models.components import Stage1Components
-from swifti2v.sampling import STEPS, clip_noise, flow_sigmas, sample
-
-
-def step_noises(seed: int, stream: str, shape: tuple[int, ...], steps: int, sampler: str,
-                device: torch.device) -> list[torch.Tensor] | None:
-    """Fresh noise for each stochastic step, drawn once for the whole clip (None for Euler)."""
-    if sampler != "renoise":
-        return None
-    return [clip_noise(seed, f"{stream}/step{i}", shape).to(device) for i in range(steps)]
+from swifti2v.sampling import STEPS, clip_noise, flow_sigmas, sample, step_noises
 
 
 @torch.no_grad()

@@ -10,8 +10,7 @@ from swifti2v.config import Stage2Config
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.models.components import Stage2Components
 from swifti2v.plan import stage2_plan
-from swifti2v.sampling import STEPS, Segment, clip_noise, csg_sample, flow_sigmas
-from swifti2v.stage1 import step_noises
+from swifti2v.sampling import STEPS, Segment, clip_noise, csg_sample, flow_sigmas, step_noises
 
 
 @torch.no_grad()

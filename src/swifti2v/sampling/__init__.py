@@ -1,7 +1,7 @@
 """Pure-torch sampling: schedules, solver steps, the CSG planner and loop. No diffusers import here."""
 
 from swifti2v.sampling.csg import Segment, Window, csg_sample, plan_segments, whole_clip_plan
-from swifti2v.sampling.noise import clip_noise
+from swifti2v.sampling.noise import clip_noise, step_noises
 from swifti2v.sampling.schedules import flow_sigmas, shift_sigma
 from swifti2v.sampling.steps import STEPS, euler_step, renoise_step, sample
 
@@ -17,5 +17,6 @@ __all__ = [
     "renoise_step",
     "sample",
     "shift_sigma",
+    "step_noises",
     "whole_clip_plan",
 ]

@@ -17,3 +17,11 @@ def clip_noise(seed: int, stream: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Standard normal noise of `shape` (float32, CPU), identical on every machine for (seed, stream)."""
     g = torch.Generator(device="cpu").manual_seed(derive_seed(seed, stream))
     return torch.randn(shape, generator=g, dtype=torch.float32)
+
+
+def step_noises(seed: int, stream: str, shape: tuple[int, ...], steps: int, sampler: str,
+                device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
+    """Fresh noise for each stochastic (re-noise) step, drawn once for the whole clip; None for Euler."""
+    if sampler != "renoise":
+        return None
+    return [clip_noise(seed, f"{stream}/step{i}", shape).to(device) for i in range(steps)]
