@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -24,7 +23,6 @@ from swifti2v.sampling import Segment
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
 
-log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (bar name, done, total)
 
 
@@ -68,8 +66,7 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
         stage1=load_stage1(c.stage1.model, s.device, s.dtype) if with_stage1 else None,
     )
     if with_stage1 and c.stage1.lora:
-        report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
-        log.info(report.summary())
+        load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)  # logs a report
     return comps
 
 
