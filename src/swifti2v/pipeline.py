@@ -66,7 +66,8 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
         stage1=load_stage1(c.stage1.model, s.device, s.dtype) if with_stage1 else None,
     )
     if with_stage1 and c.stage1.lora:
-        load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)  # logs a report
+        report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
+        comps.lora_summary = report.summary()
     return comps
 
 
@@ -132,7 +133,8 @@ def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Pat
         z_ref = hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi, comps.stage2.vae)
     # Stage II: detail segment by segment; finished segments are decoded and written as they come.
     _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
-    return write_sidecar(out, s, timer, z_ref.shape, {"image": str(image_path), "prompt": prompt})
+    return write_sidecar(out, s, timer, z_ref.shape,
+                         {"image": str(image_path), "prompt": prompt, "lora": comps.lora_summary})
 
 
 def choose_frames(available: int, requested: int | None) -> int:

@@ -102,3 +102,25 @@ def test_concat_checkpoint_errors(tmp_path):
     debug.tiny_stage2_transformer().save_pretrained(tmp_path / "base")  # in_channels = z: not a refiner
     with pytest.raises(UserError, match="in_channels=8"):
         load_stage2("debug-random", str(tmp_path / "base"), True, CPU, torch.float32)
+
+
+def test_generate_with_a_stage1_lora_reports_it(image_file, tmp_path):
+    from safetensors.torch import save_file
+
+    dim = 24  # tiny Stage I DiT: 2 heads x 12
+    g = torch.Generator().manual_seed(0)
+    lora = {
+        "diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.randn(2, dim, generator=g),
+        "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.randn(dim, 2, generator=g),
+        "diffusion_model.blocks.1.diff_m": torch.randn(1, 6, dim, generator=g),
+    }
+    save_file(lora, tmp_path / "fewstep.safetensors")
+    cfg = get_preset("debug-random")
+    cfg = replace(cfg, video=replace(cfg.video, frames=9),
+                  stage1=replace(cfg.stage1, lora=str(tmp_path / "fewstep.safetensors")))
+    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "l.mp4")
+    assert info["inputs"]["lora"].startswith("LoRA fewstep.safetensors: 1 low-rank pairs")
+    assert "1 modulation deltas" in info["inputs"]["lora"]
+    plain = pipeline.generate(replace(cfg, stage1=replace(cfg.stage1, lora=None)), image_file,
+                              "a red square moves up", tmp_path / "p.mp4")
+    assert plain["inputs"]["lora"] is None

@@ -63,6 +63,7 @@ class Components:
     text: TextEncoder
     stage2: Stage2Components
     stage1: Stage1Components | None = None
+    lora_summary: str | None = None  # what a Stage I LoRA matched, for the sidecar
 
 
 def _fail_load(what: str, source: str, err: Exception) -> UserError:
