@@ -17,7 +17,6 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImag
 
 from swifti2v.errors import UserError
 from swifti2v.models.adapter import widen_patch_embedding
-from swifti2v.models.rope import install_positional_rope
 from swifti2v.models.text import TextEncoder
 from swifti2v.models.vae import WanVAE
 
@@ -139,9 +138,6 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1
         transformer_2=None if transformer_2 is None else _finish(transformer_2, device),
         boundary_ratio=boundary,
     )
-    for t in (pipe.transformer, pipe.transformer_2):
-        if t is not None:
-            install_positional_rope(t)
     return Stage1Components(pipe=pipe, vae=WanVAE(pipe.vae))
 
 
@@ -190,7 +186,6 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
                else "use --mode concat for a widened checkpoint")
         raise UserError(f"Stage II transformer has in_channels={in_ch}, but mode {mode} needs {expected} "
                         f"(VAE z={z}); {fix}")
-    install_positional_rope(transformer)
     return Stage2Components(_finish(transformer, device), WanVAE(_finish(vae, device)), concat)
 
 
