@@ -42,3 +42,30 @@ def image_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "input.png"
     Image.fromarray(pixels).save(path)
     return path
+
+
+def write_clip(path, frames: int, height: int, width: int, seed: int, dx: int = 3, dy: int = 0, fps: int = 8):
+    """A textured image panning by (dx, dy) pixels per frame, as an H.264 mp4."""
+    from swifti2v.media import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    big = rng.integers(0, 255, (height + abs(dy) * frames + 8, width + abs(dx) * frames + 8, 3)).astype(np.float32)
+    big = (big + np.roll(big, 1, 0) + np.roll(big, 1, 1)) / 3  # some spatial correlation
+    clip = np.stack([big[abs(dy) * t: abs(dy) * t + height, abs(dx) * t: abs(dx) * t + width] for t in range(frames)])
+    with VideoWriter(path, fps) as w:
+        w.write(torch.from_numpy(clip).permute(3, 0, 1, 2)[None] / 127.5 - 1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_folder(tmp_path_factory):
+    """Four 256x128 clips of 25 frames with captions (metadata.jsonl)."""
+    import json
+
+    root = tmp_path_factory.mktemp("videos")
+    rows = []
+    for i, (dx, dy) in enumerate([(3, 0), (-3, 0), (0, 2), (0, -2)]):
+        write_clip(root / f"clip{i}.mp4", 25, 128, 256, seed=i, dx=dx, dy=dy)
+        rows.append({"file": f"clip{i}.mp4", "caption": f"the camera pans {['left', 'right', 'up', 'down'][i]}"})
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root

@@ -17,6 +17,24 @@ from swifti2v.models.components import Stage1Components
 from swifti2v.sampling import STEPS, clip_noise, flow_sigmas, sample, step_noises
 
 
+def stage1_velocity(c: Stage1Components, image: Image.Image, text: torch.Tensor, frames: int,
+                    device: torch.device) -> WanVelocity:
+    """The Stage I velocity for one clip: text, CLIP tokens (Wan2.1) and the mask + image latent channels.
+
+    image: the first frame at the Stage I size; text: (1, 512, D).
+    """
+    pipe, height, width = c.pipe, image.height, image.width
+    with torch.no_grad():
+        image_embeds = pipe.encode_image(image, device) if c.transformer.config.image_dim is not None else None
+        pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
+        shape = (1, c.vae.z_dim, (frames - 1) // 4 + 1, height // c.vae.spatial, width // c.vae.spatial)
+        _, condition = pipe.prepare_latents(
+            pixels, 1, c.vae.z_dim, height, width, frames, torch.float32, device, latents=torch.zeros(shape)
+        )  # condition: (1, 4 mask + z image-latent channels, F, h, w)
+    return WanVelocity(c.transformer, text, image_embeds=image_embeds, extra_channels=condition,
+                       transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma)
+
+
 @torch.no_grad()
 def generate_motion(
     c: Stage1Components,
@@ -29,16 +47,9 @@ def generate_motion(
     on_step: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """image: the input already fit to the Stage I size. Returns normalised latents (1, z, F, h, w), fp32."""
-    pipe, height, width = c.pipe, image.height, image.width
-    image_embeds = pipe.encode_image(image, device) if c.transformer.config.image_dim is not None else None
-    pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
-    shape = (1, c.vae.z_dim, video.num_blocks, height // c.vae.spatial, width // c.vae.spatial)
+    velocity = stage1_velocity(c, image, text, video.frames, device)
+    shape = (1, c.vae.z_dim, video.num_blocks, image.height // c.vae.spatial, image.width // c.vae.spatial)
     noise = clip_noise(seed, "stage1", shape).to(device)
-    _, condition = pipe.prepare_latents(
-        pixels, 1, c.vae.z_dim, height, width, video.frames, torch.float32, device, latents=noise
-    )  # condition: (1, 4 mask + z image-latent channels, F, h, w)
-    velocity = WanVelocity(c.transformer, text, image_embeds=image_embeds, extra_channels=condition,
-                           transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma)
     sch = cfg.schedule
     sigmas = flow_sigmas(sch.steps, sch.shift, sch.start_sigma)
     return sample(lambda x, s: velocity(x, s), noise, sigmas, STEPS[sch.sampler],

@@ -20,15 +20,17 @@ NUM_TRAIN_TIMESTEPS = 1000
 
 
 def frame_timesteps(frame_sigmas: torch.Tensor, tokens_per_frame: int, batch: int) -> torch.Tensor:
-    """Wan timesteps for per-frame sigmas: shape (B,) when all frames agree, else (B, L) per token.
+    """Wan timesteps for per-frame sigmas (F,) or per-sample per-frame sigmas (B, F).
 
-    Token order is frame-major (patch embedding output flattened over F, H, W), so frame f owns
-    tokens [f*HW, (f+1)*HW). The per-token form materialises the modulation per token (memory).
+    Shape (B,) when all frames of a sample agree, else (B, L) per token. Token order is frame-major
+    (patch embedding output flattened over F, H, W), so frame f owns tokens [f*HW, (f+1)*HW). The
+    per-token form materialises the modulation per token (memory).
     """
     t = frame_sigmas.float() * NUM_TRAIN_TIMESTEPS
-    if bool((t == t[0]).all()):
-        return t[:1].expand(batch)
-    return t.repeat_interleave(tokens_per_frame).unsqueeze(0).expand(batch, -1)
+    t = t.unsqueeze(0).expand(batch, -1) if t.dim() == 1 else t
+    if bool((t == t[:, :1]).all()):
+        return t[:, 0]
+    return t.repeat_interleave(tokens_per_frame, dim=1)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class WanVelocity:
     extra_channels: torch.Tensor | None = None  # appended after x and the reference (Stage I condition)
     transformer_2: WanTransformer3DModel | None = None  # low-noise expert of a Wan2.2 A14B pair
     boundary_sigma: float | None = None  # use `transformer` at sigma >= boundary, else transformer_2
+    runner: nn.Module | None = None  # what to call instead of `transformer` (a DDP/FSDP wrapper of it)
 
     def __post_init__(self) -> None:
         for model in (self.transformer, self.transformer_2):
@@ -53,9 +56,12 @@ class WanVelocity:
         return self.transformer_2
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, window: Window | None = None) -> torch.Tensor:
-        """x: (B, C, F, H, W); sigma: scalar or per-frame (F,). Returns velocity (B, C, F, H, W), fp32."""
+        """x: (B, C, F, H, W); sigma: scalar, per-frame (F,) or per sample and frame (B, F).
+
+        Returns velocity (B, C, F, H, W), fp32.
+        """
         b, _, f, h, w = x.shape
-        frame_sigmas = sigma.reshape(-1).expand(f) if sigma.numel() == 1 else sigma.reshape(f)
+        frame_sigmas = sigma.reshape(-1).expand(f) if sigma.numel() == 1 else sigma.reshape(-1, f).squeeze(0)
         model = self.expert(float(frame_sigmas.max()))
         parts = [x]
         if window is not None and window.reference is not None:
@@ -67,8 +73,9 @@ class WanVelocity:
         _, p_h, p_w = model.config.patch_size
         timestep = frame_timesteps(frame_sigmas.to(device), (h // p_h) * (w // p_w), b)
         positions = None if window is None else window.positions
+        call = self.runner if self.runner is not None and model is self.transformer else model
         with rope_positions(model, positions):
-            out = model(
+            out = call(
                 hidden_states=hidden,
                 timestep=timestep,
                 encoder_hidden_states=self.text_embeds.to(device=device, dtype=dtype),

@@ -158,8 +158,11 @@ def _concat_checkpoint_dir(path: str) -> Path:
 
 
 def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch.device,
-                dtype: torch.dtype) -> Stage2Components:
-    """VAE from `source`; DiT from `checkpoint` (a trained concat refiner) or from `source` (stock)."""
+                dtype: torch.dtype, widen: bool = False) -> Stage2Components:
+    """VAE from `source`; DiT from `checkpoint` (a trained concat refiner) or from `source` (stock).
+
+    widen: give a stock DiT the concat input channels (zero-initialised), the start of training.
+    """
     if source == DEBUG_RANDOM:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 2)
@@ -176,7 +179,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
                             torch_dtype=dtype)
     z = vae.config.z_dim
     in_ch = transformer.config.in_channels
-    if concat and in_ch == z and checkpoint is None and source == DEBUG_RANDOM:
+    if concat and in_ch == z and checkpoint is None and (widen or source == DEBUG_RANDOM):
         widen_patch_embedding(transformer, z)  # an untrained refiner: equals the base model
         in_ch = 2 * z
     expected = 2 * z if concat else z

@@ -1,4 +1,5 @@
-"""LightX2V-format LoRAs (original Wan key names, `diffusion_model.` prefix) on diffusers' Wan DiT.
+"""Stage I LoRAs on diffusers' Wan DiT: LightX2V format (original Wan key names, `diffusion_model.`
+prefix) and diffusers format (`transformer.` prefix, what `swifti2v train stage1-lora` writes).
 
 diffusers' `load_lora_weights` converts and loads the low-rank pairs and the bias deltas (`diff_b`),
 but drops, with at most an info log, the per-block modulation deltas (`diff_m`, added here to
@@ -23,6 +24,7 @@ from swifti2v.errors import UserError
 log = logging.getLogger(__name__)
 
 PREFIX = "diffusion_model."
+DIFFUSERS_PREFIX = "transformer."
 # Original Wan module names -> diffusers WanTransformer3DModel names, inside a block.
 BLOCK_NAMES = {
     "self_attn.q": "attn1.to_q", "self_attn.k": "attn1.to_k", "self_attn.v": "attn1.to_v",
@@ -124,7 +126,7 @@ def _apply_direct(transformer: WanTransformer3DModel, direct: dict[str, torch.Te
 
 
 def load_lightx2v_lora(pipe: WanImageToVideoPipeline, path: str | Path, strength: float = 1.0) -> LoraReport:
-    """Fuse a LightX2V-format LoRA file into `pipe.transformer` at `strength`; return what matched."""
+    """Fuse a LoRA file (LightX2V or diffusers format) into `pipe.transformer` at `strength`; report matches."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -136,14 +138,18 @@ def load_lightx2v_lora(pipe: WanImageToVideoPipeline, path: str | Path, strength
         sd = load_file(str(path))
     except Exception as e:  # a truncated or foreign file
         raise UserError(f"LoRA {path} could not be read ({e}); re-download it") from None
-    if not all(k.startswith(PREFIX) for k in sd):
-        raise UserError(f"LoRA {path} is not in LightX2V/original Wan format (keys must start with {PREFIX!r})")
-    sd = {k[len(PREFIX):]: v for k, v in sd.items()}
-    for_diffusers, direct = split_state_dict(sd)
+    if all(k.startswith(PREFIX) for k in sd):  # LightX2V / original Wan names
+        for_diffusers, direct = split_state_dict({k[len(PREFIX):]: v for k, v in sd.items()})
+        for_diffusers = {PREFIX + k: v for k, v in for_diffusers.items()}
+    elif all(k.startswith(DIFFUSERS_PREFIX) for k in sd):  # diffusers format (e.g. `swifti2v train stage1-lora`)
+        for_diffusers, direct = sd, {}
+    else:
+        raise UserError(f"LoRA {path} is neither LightX2V/original Wan format (keys starting {PREFIX!r}) nor "
+                        f"diffusers format (keys starting {DIFFUSERS_PREFIX!r})")
     report = LoraReport(str(path))
     transformer = pipe.transformer
     if for_diffusers:
-        converted = pipe.lora_state_dict({PREFIX + k: v for k, v in for_diffusers.items()})
+        converted = pipe.lora_state_dict(for_diffusers)
         modules = dict(transformer.named_modules())
         for key in converted:
             module = key.removeprefix("transformer.").split(".lora_")[0]

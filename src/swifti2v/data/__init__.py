@@ -1,0 +1,1 @@
+"""Training data: video folders with captions, clip loading, and the latent cache."""

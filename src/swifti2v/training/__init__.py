@@ -1,0 +1,1 @@
+"""Training: stage-transition conditions, CSG training windows, the accelerate engine, the two trainers."""

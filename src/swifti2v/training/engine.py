@@ -1,0 +1,247 @@
+"""The training loop on accelerate: DDP/FSDP via `accelerate launch`, bf16 autocast over fp32 master
+weights, gradient accumulation, optional EMA, and resumable by construction.
+
+Checkpoints: `OUT/checkpoints/step-XXXXXXX/` holds `accelerator.save_state` (model, optimizer, LR
+schedule, sampler, RNG), the EMA weights (safetensors) and `state.json` (step, batches seen, a per-rank
+weight digest); `latest.json` names the newest one, the oldest beyond `keep_checkpoints` are deleted.
+`--resume` loads the newest, skips the batches already seen in the epoch (`skip_first_batches`, same
+seeded order), and derives each micro-batch's randomness from (seed, batch index, rank): a resumed run
+takes the steps an uninterrupted one takes. At the end the task exports what `generate` loads to `OUT/final/`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration
+from torch.utils.data import DataLoader
+
+from swifti2v.errors import UserError
+from swifti2v.runtime import peak_memory
+from swifti2v.sampling.noise import derive_seed
+from swifti2v.training.config import TrainConfig
+from swifti2v.training.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+class Checkpoints:
+    def __init__(self, root: Path, keep: int):
+        self.root, self.keep = root, keep
+
+    def latest(self) -> dict | None:
+        path = self.root / "latest.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save(self, acc: Accelerator, state: dict, ema=None) -> Path:
+        path = self.root / f"step-{state['step']:07d}"
+        acc.save_state(str(path))
+        if acc.is_main_process:
+            if ema is not None:
+                save_ema(ema, path, state)
+            _atomic_json(path / "state.json", state)
+            _atomic_json(self.root / "latest.json", {"dir": path.name, **state})
+            done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
+            for old in done[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return path
+
+
+def save_ema(ema, path: Path, state: dict) -> None:
+    """EMA weights as safetensors (not a pickle), its step in state.json."""
+    from safetensors.torch import save_file
+
+    save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
+              str(path / "ema.safetensors"))
+    state["ema_step"] = ema.optimization_step
+
+
+def load_ema(ema, path: Path, state: dict) -> None:
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path / "ema.safetensors"))
+    with torch.no_grad():
+        for i, p in enumerate(ema.shadow_params):
+            p.copy_(saved[str(i)])
+    ema.optimization_step = state["ema_step"]
+
+
+def weight_digest(acc: Accelerator, params: list[torch.Tensor]) -> list[list[float]]:
+    """Per-rank (sum, sum of squares) of the trained weights: equal on every rank when DDP is in sync."""
+    s = torch.zeros(2, dtype=torch.float64, device=acc.device)
+    for p in params:
+        s[0] += p.detach().double().sum()
+        s[1] += p.detach().double().square().sum()
+    return acc.gather(s[None]).view(-1, 2).tolist()
+
+
+def _make_accelerator(cfg: TrainConfig, out: Path) -> Accelerator:
+    tracker = None if cfg.tracker == "none" else cfg.tracker
+    if tracker is not None and importlib.util.find_spec(tracker) is None:
+        extra = "train" if tracker == "tensorboard" else tracker
+        raise UserError(f"tracker {tracker} is not installed; `pip install 'swifti2v[{extra}]'` or "
+                        "--set tracker=none (metrics.jsonl is written either way)")
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),  # then torchrun-style launches run DDP over gloo on CPU
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=tracker,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+    )
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = None) -> dict:
+    """Run (or resume) a training run; returns a summary also written to OUT/summary.json."""
+    out = Path(cfg.output_dir)
+    ckpts = Checkpoints(out / "checkpoints", cfg.keep_checkpoints)
+    latest = ckpts.latest()
+    if latest and not resume:
+        raise UserError(f"{out} already holds checkpoints (step {latest['step']}); pass --resume to continue "
+                        "or choose a new --output-dir")
+    if resume and latest is None:
+        log.warning("--resume: no checkpoint in %s yet; starting from step 0", out)
+    acc = _make_accelerator(cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = TASKS[cfg.task](cfg, acc.device)
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    log.info("%s: %d trainable tensors, %.2fM parameters, %d clips, %d process(es)", cfg.task, len(params),
+             sum(p.numel() for p in params) / 1e6, len(task.dataset), acc.num_processes)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, o.warmup_steps)))
+    loader = DataLoader(task.dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        collate_fn=task.collate, num_workers=cfg.data.num_workers)
+    if len(loader) // acc.num_processes < 1:
+        raise UserError(f"{len(task.dataset)} clips give no full batch of {cfg.batch_size} per process on "
+                        f"{acc.num_processes} process(es); lower batch_size or add clips")
+    model, optimizer, loader, schedule = acc.prepare(task.model, optimizer, loader, schedule)
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP replaces them
+    ema = None
+    if cfg.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=cfg.ema_decay)
+        ema.to(acc.device)
+    step = 0
+    if resume and latest is not None:
+        acc.load_state(str(ckpts.root / latest["dir"]))
+        step = latest["step"]
+        if ema is not None:
+            load_ema(ema, ckpts.root / latest["dir"], latest)
+        log.info("resumed from %s at step %d", latest["dir"], step)
+    if acc.is_main_process:
+        _atomic_json(out / "run.json", {"training": cfg.to_dict(), "processes": acc.num_processes,
+                                        "distributed": str(acc.distributed_type.value),
+                                        "data": None if task.report is None else vars(task.report)})
+    if cfg.tracker != "none":
+        acc.init_trackers("swifti2v", config=_flat(cfg.to_dict()))
+    progress = progress if acc.is_main_process else None
+    result = _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, step, out, progress)
+    acc.end_training()
+    return result
+
+
+def _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, step, out, progress) -> dict:
+    batches_per_epoch = len(loader)
+    batch_index = step * cfg.grad_accum  # micro-batches consumed so far (per process)
+    samples_per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
+    metrics_path = out / "metrics.jsonl"
+    window_loss, window_start, t0, last_loss = [], time.perf_counter(), time.perf_counter(), math.nan
+    if progress:
+        progress("train steps", step, cfg.max_steps)
+    while step < cfg.max_steps:
+        epoch, offset = divmod(batch_index, batches_per_epoch)
+        loader.set_epoch(epoch)
+        batches = acc.skip_first_batches(loader, offset) if offset else loader
+        for batch in batches:
+            g = torch.Generator().manual_seed(derive_seed(cfg.seed, f"train/{batch_index}/{acc.process_index}"))
+            with acc.accumulate(model):
+                loss = task.loss(model, batch, g)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.optim.grad_clip > 0:
+                    acc.clip_grad_norm_(params, cfg.optim.grad_clip)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            batch_index += 1
+            window_loss.append(loss.detach())
+            if not acc.sync_gradients:
+                continue
+            step += 1
+            if ema is not None:
+                ema.step(params)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                mean = acc.reduce(torch.stack(window_loss).mean(), reduction="mean")
+                last_loss = float(mean)
+                now = time.perf_counter()
+                record = {"step": step, "loss": last_loss, "lr": schedule.get_last_lr()[0],
+                          "samples_per_s": len(window_loss) / cfg.grad_accum * samples_per_step / (now - window_start),
+                          "elapsed_s": now - t0}
+                acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+                if acc.is_main_process:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                window_loss, window_start = [], now
+            if progress:
+                progress("train steps", step, cfg.max_steps)
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                ckpts.save(acc, {"step": step, "batches": batch_index, "loss": last_loss,
+                                 "ranks": weight_digest(acc, params)}, ema)
+            if step >= cfg.max_steps:
+                break
+    return _finish(cfg, acc, task, model, params, ema, out, step, last_loss, time.perf_counter() - t0)
+
+
+def _finish(cfg, acc, task, model, params, ema, out, step, last_loss, seconds) -> dict:
+    if ema is not None:
+        ema.store(params)
+        ema.copy_to(params)
+    state = acc.get_state_dict(model)
+    digest = weight_digest(acc, params)
+    final = out / "final"
+    if acc.is_main_process:
+        tmp = out / ".final.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        task.export(state, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+    summary = {"task": cfg.task, "steps": step, "final_loss": last_loss, "seconds": round(seconds, 2),
+               "export": str(final), "processes": acc.num_processes, "ranks": digest,
+               "ranks_agree": all(d == digest[0] for d in digest),
+               "memory": {k: round(v, 3) for k, v in peak_memory(acc.device).items()}}
+    if acc.is_main_process:
+        _atomic_json(out / "summary.json", summary)
+    if not summary["ranks_agree"]:
+        log.warning("ranks disagree on the weights: %s", digest)
+    return summary

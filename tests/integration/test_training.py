@@ -1,0 +1,146 @@
+"""Training end to end on the debug-random models: checkpoints `generate` loads, loss going down,
+exact resume, on-the-fly == cached data, two DDP processes in sync, a Stage I LoRA `--lora` loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
+from swifti2v.models.lora import load_lightx2v_lora
+from swifti2v.training.config import load_train_config
+from swifti2v.training.engine import train
+from swifti2v.training.prepare import prepare_data
+
+FAST = ["mixed_precision=\"no\"", "tracker=none", "optim.lr=3e-3", "data.cache_dtype=fp32"]
+
+
+def _cfg(out, *overrides, **flags):
+    flags = {"output_dir": str(out), **{k.replace("__", "."): v for k, v in flags.items()}}
+    return load_train_config(None, [*FAST, *overrides], flags)
+
+
+@pytest.fixture(scope="session")
+def cache(video_folder, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    prepare_data(_cfg(path / "unused", data__folder=str(video_folder), data__cache=str(path)))
+    return path
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    return load_file(str(run / "checkpoints" / latest["dir"] / "model.safetensors"))
+
+
+def test_stage2_checkpoint_is_what_generate_loads(cache, tmp_path, image_file):
+    from swifti2v import pipeline
+    from swifti2v.presets import get_preset
+
+    run = tmp_path / "run"
+    info = train(_cfg(run, "save_every=1", "keep_checkpoints=2", "tracker=tensorboard", data__cache=str(cache),
+                      max_steps=3))
+    assert list((run / "logs").rglob("events.out.tfevents.*"))
+    assert info["steps"] == 3 and info["ranks_agree"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000002", "step-0000003"]
+    assert json.loads((run / "final" / "swifti2v.json").read_text())["training"]["max_steps"] == 3
+    loaded = load_stage2(DEBUG_RANDOM, str(run / "final"), True, torch.device("cpu"), torch.float32).transformer
+    trained = _weights(run)
+    for name, p in loaded.state_dict().items():
+        assert torch.allclose(p, trained[name].to(torch.bfloat16).float()), name  # exported as bf16
+    base = load_stage2(DEBUG_RANDOM, None, True, torch.device("cpu"), torch.float32).transformer
+    assert not torch.equal(base.patch_embedding.weight, loaded.patch_embedding.weight)
+    cfg = get_preset("debug-random")
+    cfg = replace(cfg, stage2=replace(cfg.stage2, checkpoint=str(run / "final")))
+    out = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").is_file() and out["config"]["stage2"]["checkpoint"] == str(run / "final")
+
+
+def test_loss_decreases_on_a_tiny_overfit_set(cache, tmp_path):
+    train(_cfg(tmp_path / "run", "log_every=10", "save_every=100", data__cache=str(cache), max_steps=60))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6
+    assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_resume_reaches_the_uninterrupted_weights(cache, tmp_path):
+    common = ["grad_accum=2", "ema_decay=0.9", "save_every=3", "log_every=1"]
+    train(_cfg(tmp_path / "a", *common, data__cache=str(cache), max_steps=7))
+    train(_cfg(tmp_path / "b", *common, data__cache=str(cache), max_steps=3))
+    summary = train(_cfg(tmp_path / "b", *common, data__cache=str(cache), max_steps=7), resume=True)
+    assert summary["steps"] == 7
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-5, atol=1e-6), name
+    ema_a = load_file(str(tmp_path / "a" / "checkpoints" / "step-0000007" / "ema.safetensors"))
+    ema_b = load_file(str(tmp_path / "b" / "checkpoints" / "step-0000007" / "ema.safetensors"))
+    assert all(torch.allclose(ema_a[k], ema_b[k], rtol=1e-5, atol=1e-6) for k in ema_a)
+    la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert la == pytest.approx(lb, rel=1e-5)  # same batches, same noise, step for step
+
+
+def test_on_the_fly_conditions_equal_the_cache(video_folder, cache, tmp_path):
+    train(_cfg(tmp_path / "fly", data__folder=str(video_folder), max_steps=2))
+    train(_cfg(tmp_path / "cached", data__cache=str(cache), max_steps=2))
+    a, b = _weights(tmp_path / "fly"), _weights(tmp_path / "cached")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+
+
+def test_two_processes_agree_on_the_weights(cache, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "swifti2v", "train",
+           "stage2", "--cache", str(cache), "--output-dir", str(run), "--max-steps", "3", "-q",
+           *[a for s in FAST for a in ("--set", s)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and len(summary["ranks"]) == 2 and summary["ranks_agree"]
+    assert proc.stdout.count("trained 3 steps") == 1  # rank 0 reports
+
+
+def test_stage1_lora_is_what_generate_lora_loads(video_folder, tmp_path):
+    run = tmp_path / "lora"
+    train(_cfg(run, "lora.rank=4", task="stage1-lora", data__folder=str(video_folder), max_steps=2))
+    lora_file = run / "final" / "pytorch_lora_weights.safetensors"
+    keys = load_file(str(lora_file))
+    assert keys and all(k.startswith("transformer.") and ".lora_" in k for k in keys)
+    s1 = load_stage1(DEBUG_RANDOM, torch.device("cpu"), torch.float32)
+    before = s1.transformer.blocks[0].attn1.to_q.weight.clone()
+    report = load_lightx2v_lora(s1.pipe, lora_file)
+    assert report.pairs == len(keys) // 2 and not report.unmatched
+    assert not torch.equal(before, s1.transformer.blocks[0].attn1.to_q.weight)
+
+
+def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "swifti2v", *args], capture_output=True, text=True, timeout=300)
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.mp4").write_bytes(b"x")
+    (bad / "metadata.jsonl").write_text('{"file": "a.mp4"}\n')
+    for args, message in [
+        (("train", "stage2", "--data", str(bad), "--output-dir", str(tmp_path / "o")), "a.mp4 has no caption"),
+        (("train", "stage2", "--data", str(video_folder), "--set", "optim.lrr=1"), "unknown config key optim.lrr"),
+        (("prepare-data", "--data", str(video_folder)), "needs both --data FOLDER and --cache DIR"),
+        (("train", "stage2", "--cache", str(tmp_path)), "no index.json"),
+    ]:
+        proc = run(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    out = tmp_path / "twice"
+    common = ("train", "stage2", "--cache", str(cache), "--output-dir", str(out), "--max-steps", "1", "-q",
+              *[a for s in FAST for a in ("--set", s)])
+    assert run(*common).returncode == 0
+    again = run(*common)
+    assert again.returncode == 2 and "pass --resume" in again.stderr
