@@ -144,3 +144,15 @@ def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache):
     assert run(*common).returncode == 0
     again = run(*common)
     assert again.returncode == 2 and "pass --resume" in again.stderr
+
+
+def test_stage2_lora_exports_a_merged_folder(cache, tmp_path):
+    run = tmp_path / "lora2"
+    train(_cfg(run, "lora.rank=4", "export_dtype=fp32", data__cache=str(cache), max_steps=2))
+    loaded = load_stage2(DEBUG_RANDOM, str(run / "final"), True, torch.device("cpu"), torch.float32).transformer
+    base = load_stage2(DEBUG_RANDOM, None, True, torch.device("cpu"), torch.float32).transformer
+    names = set(loaded.state_dict())
+    assert names == set(base.state_dict())  # plain weights: the adapter is merged, not carried
+    assert not torch.equal(loaded.blocks[0].attn1.to_q.weight, base.blocks[0].attn1.to_q.weight)
+    assert not torch.equal(loaded.patch_embedding.weight, base.patch_embedding.weight)
+    assert torch.equal(loaded.blocks[0].norm2.weight, base.blocks[0].norm2.weight)  # not a LoRA target
