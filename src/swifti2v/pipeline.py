@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +11,7 @@ import torch
 from swifti2v import media
 from swifti2v.config import RunConfig, stage1_size, validate
 from swifti2v.errors import UserError
+from swifti2v.files import atomic_write_json
 from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import load_lightx2v_lora
 from swifti2v.models.vae import WanVAE, frame_windows
@@ -185,8 +184,5 @@ def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: 
         "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},
         "memory": {k: round(x, 3) for k, x in peak_memory(s.device).items()},
     }
-    path = out.with_suffix(".json")
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(out.with_suffix(".json"), info)
     return info

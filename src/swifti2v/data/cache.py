@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from swifti2v.errors import UserError
+from swifti2v.files import atomic_write_json
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 TEXT_TOKENS = 512
@@ -41,12 +42,6 @@ def pad_text(rows: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class CacheWriter:
     def __init__(self, folder: str | Path, key: dict, dtype: str):
         self.folder, self.dtype = Path(folder), DTYPES[dtype]
@@ -58,7 +53,7 @@ class CacheWriter:
                 raise UserError(f"cache {self.folder} was made with other settings; pass a new --cache folder "
                                 "or delete this one")
         else:
-            _atomic_write_text(meta, json.dumps(key, indent=2))
+            atomic_write_json(meta, key)
 
     def has(self, name: str) -> bool:
         return (self.folder / item_file(name)).is_file()
@@ -75,7 +70,7 @@ class CacheWriter:
     def finish(self, items: list[tuple[str, str]]) -> None:
         """items: (name, caption) in dataset order; only the ones cached are listed."""
         listed = [{"name": n, "caption": c, "file": item_file(n)} for n, c in items if self.has(n)]
-        _atomic_write_text(self.folder / "index.json", json.dumps({"items": listed}, indent=2))
+        atomic_write_json(self.folder / "index.json", {"items": listed})
 
 
 class CachedLatents(Dataset):

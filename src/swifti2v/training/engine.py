@@ -27,6 +27,7 @@ from accelerate.utils import ProjectConfiguration
 from torch.utils.data import DataLoader
 
 from swifti2v.errors import UserError
+from swifti2v.files import atomic_write_json
 from swifti2v.runtime import peak_memory
 from swifti2v.sampling.noise import derive_seed
 from swifti2v.training.config import TrainConfig
@@ -35,12 +36,6 @@ from swifti2v.training.tasks import TASKS
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -67,8 +62,8 @@ class Checkpoints:
         if acc.is_main_process:
             if ema is not None:
                 save_ema(ema, path, state)
-            _atomic_json(path / "state.json", state)
-            _atomic_json(self.root / "latest.json", {"dir": path.name, **state})
+            atomic_write_json(path / "state.json", state)
+            atomic_write_json(self.root / "latest.json", {"dir": path.name, **state})
             done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
             for old in done[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -160,7 +155,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
             load_ema(ema, ckpts.root / latest["dir"], latest)
         log.info("resumed from %s at step %d", latest["dir"], step)
     if acc.is_main_process:
-        _atomic_json(out / "run.json", {"training": cfg.to_dict(), "processes": acc.num_processes,
+        atomic_write_json(out / "run.json", {"training": cfg.to_dict(), "processes": acc.num_processes,
                                         "distributed": str(acc.distributed_type.value),
                                         "data": None if task.report is None else vars(task.report)})
     if cfg.tracker != "none":
@@ -241,7 +236,7 @@ def _finish(cfg, acc, task, model, params, ema, out, step, last_loss, seconds) -
                "ranks_agree": all(d == digest[0] for d in digest),
                "memory": {k: round(v, 3) for k, v in peak_memory(acc.device).items()}}
     if acc.is_main_process:
-        _atomic_json(out / "summary.json", summary)
+        atomic_write_json(out / "summary.json", summary)
     if not summary["ranks_agree"]:
         log.warning("ranks disagree on the weights: %s", digest)
     return summary
