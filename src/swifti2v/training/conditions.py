@@ -17,11 +17,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from swifti2v import media
 from swifti2v.models.components import Stage1Components
 from swifti2v.models.vae import WanVAE
 from swifti2v.reference import decoded_windows, hybrid_reference
@@ -55,8 +55,7 @@ def pixel_windows(frames: Tensor) -> Iterator[Tensor]:
 
 def to_image(frame: Tensor) -> Image.Image:
     """(3, h, w) in [-1, 1] -> PIL RGB."""
-    a = ((frame.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(a)
+    return Image.fromarray(media.to_uint8(frame[None, :, None])[0])
 
 
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
@@ -73,8 +72,7 @@ def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 def _jpeg(frame: Tensor, quality: int) -> Tensor:
     buf = io.BytesIO()
     to_image(frame).save(buf, format="JPEG", quality=quality)
-    a = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(a).permute(2, 0, 1).to(frame.device) / 127.5 - 1.0
+    return media.to_tensor(Image.open(buf).convert("RGB"))[0].to(frame.device)
 
 
 def degrade(low: Tensor, cfg: ConditionConfig, generator: torch.Generator) -> Tensor:
