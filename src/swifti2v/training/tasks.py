@@ -12,7 +12,6 @@ file `generate --lora` loads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 from swifti2v.data.cache import CachedLatents, collate
 from swifti2v.data.videos import ScanReport, open_folder
 from swifti2v.errors import UserError
+from swifti2v.files import atomic_write_json
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.text import TextEncoder
@@ -108,13 +108,16 @@ def _prepare_trainable(model: nn.Module, cfg: TrainConfig, extra_trainable: tupl
 
 
 def write_run_config(path: Path, cfg: TrainConfig) -> None:
-    (path / "swifti2v.json").write_text(json.dumps({"training": cfg.to_dict()}, indent=2))
+    atomic_write_json(path / "swifti2v.json", {"training": cfg.to_dict()})
+
+
+def train_sigmas(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    return sample_train_sigmas(n, cfg.sigma_sampling, g, mean=cfg.logit_mean, std=cfg.logit_std,
+                               shift=cfg.sigma_shift)
 
 
 class Stage2Task:
     """The concat refiner on CSG windows."""
-
-    name = "stage2"
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg, self.device = cfg, device
@@ -143,8 +146,7 @@ class Stage2Task:
         z, z_ref, text = self.latents(batch)
         c = self.cfg
         segment = pick_segment(z.shape[2], c.segment_blocks, c.neighbor_blocks, g)
-        sigma = sample_train_sigmas(z.shape[0], c.sigma_sampling, g, mean=c.logit_mean, std=c.logit_std,
-                                    shift=c.sigma_shift)
+        sigma = train_sigmas(c, z.shape[0], g)
         noise = torch.randn(z.shape, generator=g).to(z.device)
         tw = training_window(z, z_ref, segment, sigma, noise)
         return window_loss(WanVelocity(self.model, text, runner=runner), tw)
@@ -169,8 +171,6 @@ class Stage2Task:
 
 class Stage1LoraTask:
     """A LoRA on the Stage I I2V DiT at the Stage I size."""
-
-    name = "stage1-lora"
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         if cfg.data.cache:
@@ -198,8 +198,7 @@ class Stage1LoraTask:
         cat = lambda attr: None if getattr(conds[0], attr) is None else torch.cat([getattr(v, attr) for v in conds])
         velocity = WanVelocity(self.model, cat("text_embeds"), image_embeds=cat("image_embeds"),
                                extra_channels=cat("extra_channels"), runner=runner)
-        sigma = sample_train_sigmas(z.shape[0], c.sigma_sampling, g, mean=c.logit_mean, std=c.logit_std,
-                                    shift=c.sigma_shift)
+        sigma = train_sigmas(c, z.shape[0], g)
         return clip_loss(velocity, z, sigma, torch.randn(z.shape, generator=g).to(z.device))
 
     def export(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
