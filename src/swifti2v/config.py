@@ -86,6 +86,7 @@ class Stage2Config:
     segment_blocks: int = 3
     neighbor_blocks: int = 1
     csg: bool = True
+    anchor: bool = True  # False: leave the input image's tokens out of every window (an ablation)
     geometry: LatentGeometry = LatentGeometry()
 
 
@@ -126,7 +127,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     v, s2 = cfg.video, cfg.stage2
     if v.frames < 5 or (v.frames - 1) % 4:
         raise UserError(f"--frames {v.frames} is not 4k+1 with k>=1; use {_nearest_4k1(max(v.frames, 5))}")
-    mult = s2.geometry.pixel_multiple
+    mult = max(32, s2.geometry.pixel_multiple)  # 32 keeps the 1/4-size Stage I on its 8-pixel grid
     for name, x in (("--height", v.height), ("--width", v.width)):
         if x <= 0 or x % mult:
             lo = max(mult, x // mult * mult)

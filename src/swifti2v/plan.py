@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from swifti2v.config import RunConfig, Stage2Config, stage1_size
 from swifti2v.sampling.csg import Segment, plan_segments, whole_clip_plan
 
 
 def stage2_plan(cfg: Stage2Config, num_blocks: int) -> tuple[Segment, ...]:
     """CSG windows, or one window over the whole clip for the end-to-end baseline (`--no-csg`)."""
-    if not cfg.csg:
-        return whole_clip_plan(num_blocks)
-    return plan_segments(num_blocks, cfg.segment_blocks, cfg.neighbor_blocks)
+    plan = (plan_segments(num_blocks, cfg.segment_blocks, cfg.neighbor_blocks) if cfg.csg
+            else whole_clip_plan(num_blocks))
+    return plan if cfg.anchor else tuple(replace(seg, anchor=False) for seg in plan)
 
 
 def describe_plan(cfg: RunConfig) -> dict:

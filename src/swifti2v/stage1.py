@@ -32,7 +32,7 @@ def stage1_velocity(c: Stage1Components, image: Image.Image, text: torch.Tensor,
             pixels, 1, c.vae.z_dim, height, width, frames, torch.float32, device, latents=torch.zeros(shape)
         )  # condition: (1, 4 mask + z image-latent channels, F, h, w)
     return WanVelocity(c.transformer, text, image_embeds=image_embeds, extra_channels=condition,
-                       transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma)
+                       transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma, prediction=c.prediction)
 
 
 @torch.no_grad()

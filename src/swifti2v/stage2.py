@@ -28,7 +28,7 @@ def add_detail(
     noise = clip_noise(seed, "stage2", shape).to(z_ref.device)
     sch = cfg.schedule
     return csg_sample(
-        WanVelocity(c.transformer, text),
+        WanVelocity(c.transformer, text, prediction=c.prediction),
         z_ref,
         noise,
         flow_sigmas(sch.steps, sch.shift, sch.start_sigma),

@@ -57,7 +57,7 @@ def test_plan_json_needs_no_weights():
 
 def test_presets_and_help():
     r = swifti2v("presets")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 4
     for cmd in ("generate", "refine", "plan"):
         r = swifti2v(cmd, "--help")
         assert r.returncode == 0 and "--segment-blocks" in r.stdout

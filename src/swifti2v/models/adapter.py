@@ -3,6 +3,11 @@
 It packs the conditioning (channel-concat z_ref for Stage II `concat`, Wan2.1's mask+image latent for
 Stage I), converts per-frame sigmas to Wan timesteps (per token when frames differ, so clean context
 blocks get t=0), sets the RoPE positions of the window, and picks the expert of a two-expert (A14B) pair.
+
+Prediction: Wan's DiTs output the velocity. A model trained with prediction "x0" outputs the clean latent
+as a residual on the conditioning's own guess of it (z_ref for Stage II, the first frame's latent for
+Stage I), and the velocity is (x - x0) / sigma. A DiT narrower than its latent channels (the `tiny`
+models: 256 wide, 768 channels) cannot pass the noise through to a velocity, but can predict x0.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class WanVelocity:
     transformer_2: WanTransformer3DModel | None = None  # low-noise expert of a Wan2.2 A14B pair
     boundary_sigma: float | None = None  # use `transformer` at sigma >= boundary, else transformer_2
     runner: nn.Module | None = None  # what to call instead of `transformer` (a DDP/FSDP wrapper of it)
+    prediction: str = "velocity"  # or "x0" (a residual on the conditioning's guess)
 
     def __post_init__(self) -> None:
         for model in (self.transformer, self.transformer_2):
@@ -84,7 +90,26 @@ class WanVelocity:
                 else self.image_embeds.to(device=device, dtype=dtype),
                 return_dict=False,
             )[0]
-        return out.float()
+        out = out.float()
+        if self.prediction == "velocity":
+            return out
+        x0 = out + self.x0_guess(x, window)
+        return (x.float() - x0) / frame_sigmas.to(out.device).clamp_min(1e-4).view(-1, 1, f, 1, 1)
+
+    def x0_guess(self, x: torch.Tensor, window: Window | None) -> torch.Tensor:
+        """What the conditioning says x0 is: z_ref at the window (Stage II), the first frame's latent (Stage I)."""
+        if window is not None and window.reference is not None:
+            return window.reference.float().to(x.device)
+        if self.extra_channels is not None:
+            return self.extra_channels[:, -x.shape[1] :, :1].float().to(x.device).expand_as(x)
+        return torch.zeros_like(x, dtype=torch.float32)
+
+
+def loss_weight(velocity: WanVelocity, frame_sigmas: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight that makes the velocity MSE the model's own objective: sigma^2 for x0 (B, 1...)."""
+    if velocity.prediction == "velocity":
+        return torch.ones_like(frame_sigmas[:, -1])
+    return frame_sigmas[:, -1].float() ** 2
 
 
 def widen_patch_embedding(transformer: WanTransformer3DModel, extra_channels: int) -> WanTransformer3DModel:

@@ -17,7 +17,9 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImag
 
 from swifti2v.errors import UserError
 from swifti2v.models.adapter import widen_patch_embedding
+from swifti2v.models.codec import PixelCodec
 from swifti2v.models.text import TextEncoder
+from swifti2v.models.tiny import resolve
 from swifti2v.models.vae import WanVAE
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,25 @@ def _debug():
     return debug
 
 
+PREDICTION_FILE = "swifti2v.json"  # beside a transformer's config.json: {"prediction": "x0"} (default velocity)
+
+
+def read_prediction(transformer_dir: str | Path) -> str:
+    """What a trained DiT outputs: "velocity" (every Wan checkpoint) or "x0" (ours, e.g. the tiny models)."""
+    path = Path(transformer_dir) / PREDICTION_FILE
+    if not path.is_file():
+        return "velocity"
+    prediction = json.loads(path.read_text()).get("prediction", "velocity")
+    if prediction not in ("velocity", "x0"):
+        raise UserError(f"{path} says prediction {prediction!r}; expected 'velocity' or 'x0'")
+    return prediction
+
+
 @dataclass
 class Stage1Components:
     pipe: WanImageToVideoPipeline  # container for diffusers' conditioning helpers; we own the loop
     vae: WanVAE
+    prediction: str = "velocity"
 
     @property
     def transformer(self) -> WanTransformer3DModel:
@@ -55,6 +72,7 @@ class Stage2Components:
     transformer: WanTransformer3DModel
     vae: WanVAE
     concat: bool  # input = [x ; z_ref]: in_channels == 2 * z_dim
+    prediction: str = "velocity"
 
 
 @dataclass
@@ -87,6 +105,14 @@ def _model_index(source: str) -> dict:
         raise _fail_load("model", source, e) from None
 
 
+def _load_vae(source: str, what: str):
+    """AutoencoderKLWan, or the fixed PixelCodec the `tiny` models use (by the folder's `_class_name`)."""
+    config = Path(source) / "vae" / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("_class_name") == PixelCodec.__name__:
+        return PixelCodec.from_config(PixelCodec.load_config(source, subfolder="vae"))  # no weights
+    return _load(AutoencoderKLWan, source, what, subfolder="vae", torch_dtype=torch.float32)
+
+
 def _finish(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval().requires_grad_(False)
 
@@ -96,6 +122,7 @@ def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED)
             return TextEncoder(_debug().tiny_tokenizer(), _finish(_debug().tiny_text_encoder(), device))
+    source = resolve(source)
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     tokenizer = _load(AutoTokenizer, source, "tokenizer", subfolder="tokenizer")
@@ -105,6 +132,7 @@ def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> 
 
 def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1Components:
     """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json)."""
+    prediction = "velocity"
     if source == DEBUG_RANDOM:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 1)
@@ -113,9 +141,11 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1
             vae = _debug().tiny_vae_21()
         transformer_2, boundary = None, None
     else:
+        source = resolve(source)
         index = _model_index(source)
         transformer = _load(WanTransformer3DModel, source, "Stage I transformer", subfolder="transformer",
                             torch_dtype=dtype)
+        prediction = read_prediction(Path(source) / "transformer")
         transformer_2 = None
         if index.get("transformer_2", [None, None])[0] is not None:
             transformer_2 = _load(WanTransformer3DModel, source, "Stage I low-noise expert",
@@ -128,7 +158,7 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1
             image_encoder = _load(CLIPVisionModel, source, "CLIP image encoder", subfolder="image_encoder",
                                   torch_dtype=torch.float32)
             image_processor = _load(CLIPImageProcessor, source, "CLIP processor", subfolder="image_processor")
-        vae = _load(AutoencoderKLWan, source, "Stage I VAE", subfolder="vae", torch_dtype=torch.float32)
+        vae = _load_vae(source, "Stage I VAE")
     pipe = WanImageToVideoPipeline(
         tokenizer=None, text_encoder=None, vae=_finish(vae, device),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
@@ -138,7 +168,7 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1
         transformer_2=None if transformer_2 is None else _finish(transformer_2, device),
         boundary_ratio=boundary,
     )
-    return Stage1Components(pipe=pipe, vae=WanVAE(pipe.vae))
+    return Stage1Components(pipe=pipe, vae=WanVAE(pipe.vae), prediction=prediction)
 
 
 def _concat_checkpoint_dir(path: str) -> Path:
@@ -163,20 +193,24 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
 
     widen: give a stock DiT the concat input channels (zero-initialised), the start of training.
     """
+    prediction = "velocity"
     if source == DEBUG_RANDOM:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 2)
             vae = _debug().tiny_vae_22()
             transformer = _debug().tiny_stage2_transformer()
     else:
-        vae = _load(AutoencoderKLWan, source, "Stage II VAE", subfolder="vae", torch_dtype=torch.float32)
+        source = resolve(source)
+        vae = _load_vae(source, "Stage II VAE")
         transformer = None
         if checkpoint is None:
             transformer = _load(WanTransformer3DModel, source, "Stage II transformer", subfolder="transformer",
                                 torch_dtype=dtype)
+            prediction = read_prediction(Path(source) / "transformer")
     if checkpoint is not None:
-        transformer = _load(WanTransformer3DModel, str(_concat_checkpoint_dir(checkpoint)), "Stage II checkpoint",
-                            torch_dtype=dtype)
+        folder = _concat_checkpoint_dir(checkpoint)
+        transformer = _load(WanTransformer3DModel, str(folder), "Stage II checkpoint", torch_dtype=dtype)
+        prediction = read_prediction(folder)
     z = vae.config.z_dim
     in_ch = transformer.config.in_channels
     if concat and in_ch == z and checkpoint is None and (widen or source == DEBUG_RANDOM):
@@ -189,7 +223,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
                else "use --mode concat for a widened checkpoint")
         raise UserError(f"Stage II transformer has in_channels={in_ch}, but mode {mode} needs {expected} "
                         f"(VAE z={z}); {fix}")
-    return Stage2Components(_finish(transformer, device), WanVAE(_finish(vae, device)), concat)
+    return Stage2Components(_finish(transformer, device), WanVAE(_finish(vae, device)), concat, prediction)
 
 
 def save_concat_checkpoint(transformer: WanTransformer3DModel, path: str | Path, run_config: dict | None = None):

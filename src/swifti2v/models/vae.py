@@ -1,4 +1,5 @@
-"""Streaming encode/decode for both Wan VAEs (2.1: z16, 4x8x8; 2.2: z48, 4x16x16 with patchify).
+"""Streaming encode/decode for both Wan VAEs (2.1: z16, 4x8x8; 2.2: z48, 4x16x16 with patchify) and
+the `tiny` models' fixed PixelCodec (no cache: every window is coded alone).
 
 Every public `AutoencoderKLWan.encode/decode` call restarts the causal cache, so a temporal window
 coded alone is wrong. These wrappers keep the encoder/decoder feature caches across calls and match
@@ -18,13 +19,15 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     unpatchify,
 )
 
+from swifti2v.models.codec import PixelCodec
+
 Tensor = torch.Tensor
 
 
 class WanVAE:
     """A loaded AutoencoderKLWan plus its latent statistics and geometry."""
 
-    def __init__(self, vae: AutoencoderKLWan):
+    def __init__(self, vae: AutoencoderKLWan | PixelCodec):
         self.vae = vae
         cfg = vae.config
         self.z_dim: int = cfg.z_dim
@@ -47,11 +50,11 @@ class WanVAE:
     def denormalize(self, z: Tensor) -> Tensor:
         return z.float() * self._std.to(z.device) + self._mean.to(z.device)
 
-    def encoder(self) -> StreamingEncoder:
-        return StreamingEncoder(self)
+    def encoder(self) -> StreamingEncoder | CodecWindows:
+        return CodecWindows(self, encode=True) if isinstance(self.vae, PixelCodec) else StreamingEncoder(self)
 
-    def decoder(self) -> StreamingDecoder:
-        return StreamingDecoder(self)
+    def decoder(self) -> StreamingDecoder | CodecWindows:
+        return CodecWindows(self, encode=False) if isinstance(self.vae, PixelCodec) else StreamingDecoder(self)
 
     def encode(self, frames: Tensor) -> Tensor:
         """One-shot encode (B, 3, 1+4k, H, W) in [-1, 1] -> normalised latent mean."""
@@ -117,6 +120,22 @@ class StreamingDecoder:
         if vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=vae.config.patch_size)
         return out.clamp(-1.0, 1.0).float()
+
+
+class CodecWindows:
+    """Streaming coding for PixelCodec: windows are independent; only "is this the first" matters."""
+
+    def __init__(self, vae: WanVAE, encode: bool):
+        self.w, self.encode, self.first = vae, encode, True
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        codec, first = self.w.vae, self.first
+        self.first = False
+        if self.encode:
+            return self.w.normalize(codec.pack(x.to(codec.anchor.device, torch.float32), first))
+        frames = codec.unpack(self.w.denormalize(x).to(codec.anchor.device), first)
+        return frames.clamp(-1.0, 1.0).float()
 
 
 def frame_windows(frames: Iterable[Tensor], first: int = 1, size: int = 4) -> Iterator[Tensor]:

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Task = Literal["stage2", "stage1-lora"]
+Task = Literal["stage2", "stage1", "stage1-lora"]
 ConditionKind = Literal["stage1", "degrade", "downsample"]
 
 
@@ -31,6 +31,8 @@ class DataConfig:
 
     folder: str = ""  # videos + metadata.jsonl/.csv
     cache: str = ""  # latent cache written by `prepare-data`; used instead of decoding the videos
+    synthetic: int = 0  # > 0: train on this many procedural clips (swifti2v.data.synthetic) instead
+    synthetic_kinds: tuple[str, ...] = ("camera", "sprite")
     height: int = 128  # Stage II training size (Stage I trains at height/downscale)
     width: int = 256
     frames: int = 25  # 4k+1
@@ -205,14 +207,15 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
     d = cfg.data
     if d.frames < 5 or (d.frames - 1) % 4:
         raise UserError(f"data.frames {d.frames} is not 4k+1 with k>=1; use {max(5, (d.frames - 1) // 4 * 4 + 1)}")
-    low = 16 * cfg.condition.downscale  # the Stage I size (x / downscale) must be a multiple of 16
+    low = 8 * cfg.condition.downscale  # the Stage I size (x / downscale) must be a multiple of 8 at least
     for name, x in (("data.height", d.height), ("data.width", d.width)):
         if x <= 0 or x % 32 or x % low:
-            raise UserError(f"{name} {x} must be a positive multiple of 32 and of {low} (16 x condition.downscale)")
+            raise UserError(f"{name} {x} must be a positive multiple of 32 and of {low} (8 x condition.downscale)")
     if d.stride < 1:
         raise UserError(f"data.stride {d.stride} must be at least 1")
-    if not d.folder and not d.cache:
-        raise UserError("no training data: pass --data FOLDER (videos + metadata.jsonl) or --cache DIR")
+    if not d.folder and not d.cache and d.synthetic < 1:
+        raise UserError("no training data: pass --data FOLDER (videos + metadata.jsonl), --cache DIR or "
+                        "--set data.synthetic=N (procedural clips)")
     c = cfg.condition
     if not 0.0 <= c.sigma_min <= c.sigma_max <= 1.0:
         raise UserError(f"condition sigma range [{c.sigma_min}, {c.sigma_max}] must lie in [0, 1], min <= max")

@@ -8,16 +8,14 @@ noisy blocks only. The segment is drawn from the same `plan_segments` inference 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from swifti2v.models.adapter import WanVelocity, loss_weight
 from swifti2v.sampling import Segment, Window, plan_segments, shift_sigma
 
 Tensor = torch.Tensor
-VelocityFn = Callable[[Tensor, Tensor, Window | None], Tensor]
 
 
 def sample_train_sigmas(n: int, kind: str, generator: torch.Generator, *, mean: float = 0.0, std: float = 1.0,
@@ -65,15 +63,21 @@ def training_window(z: Tensor, z_ref: Tensor, segment: Segment, sigma: Tensor, n
     )
 
 
-def window_loss(velocity: VelocityFn, tw: TrainingWindow) -> Tensor:
-    """MSE between predicted and true velocity on the noisy blocks only."""
+def _weighted_mse(velocity: WanVelocity, v: Tensor, target: Tensor, frame_sigmas: Tensor) -> Tensor:
+    """Velocity MSE, or x0 MSE (velocity MSE x sigma^2) for a model that predicts x0."""
+    per_sample = (v.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (per_sample * loss_weight(velocity, frame_sigmas).to(per_sample)).mean()
+
+
+def window_loss(velocity: WanVelocity, tw: TrainingWindow) -> Tensor:
+    """MSE between predicted and true velocity (or x0) on the noisy blocks only."""
     v = velocity(tw.x, tw.frame_sigmas, tw.window)[:, :, tw.n_context :]
-    return F.mse_loss(v.float(), tw.target.float())
+    return _weighted_mse(velocity, v, tw.target, tw.frame_sigmas)
 
 
-def clip_loss(velocity: VelocityFn, z: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
+def clip_loss(velocity: WanVelocity, z: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
     """Whole-clip flow matching (Stage I): every block noised to its sample's sigma."""
     s = sigma.view(-1, 1, 1, 1, 1).to(z)
     frame_sigmas = sigma[:, None].expand(-1, z.shape[2]).to(z.device)
     v = velocity((1 - s) * z + s * noise, frame_sigmas, None)
-    return F.mse_loss(v.float(), (noise - z).float())
+    return _weighted_mse(velocity, v, noise - z, frame_sigmas)

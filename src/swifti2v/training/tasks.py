@@ -6,7 +6,10 @@ Full fine-tune or LoRA (+ the widened patch embedding). Exported as a diffusers 
 
 stage1-lora: a LoRA on the Stage I Wan I2V DiT at the Stage I resolution, whole-clip I2V flow matching
 with Wan2.1's own conditioning (CLIP tokens, mask + image latent). Exported as a diffusers-format LoRA
-file `generate --lora` loads.
+file `generate --lora` loads. stage1: the same, every weight trained (the `tiny` Stage I), exported as a
+diffusers transformer folder.
+
+Data: a video folder, a latent cache (stage2), or procedural clips (`data.synthetic`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from swifti2v.data.cache import CachedLatents, collate
+from swifti2v.data.synthetic import SyntheticClips
 from swifti2v.data.videos import ScanReport, open_folder
 from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.models.adapter import WanVelocity
-from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
+from swifti2v.models.components import PREDICTION_FILE, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.text import TextEncoder
 from swifti2v.runtime import resolve_dtype
 from swifti2v.sampling.noise import derive_seed
@@ -107,8 +111,33 @@ def _prepare_trainable(model: nn.Module, cfg: TrainConfig, extra_trainable: tupl
     return model
 
 
-def write_run_config(path: Path, cfg: TrainConfig) -> None:
-    atomic_write_json(path / "swifti2v.json", {"training": cfg.to_dict()})
+def open_data(cfg: TrainConfig, low: bool = False) -> tuple[Dataset, ScanReport | None]:
+    """The training clips at the data size, or at the Stage I size (1/downscale) when `low`."""
+    d, k = cfg.data, cfg.condition.downscale
+    if d.synthetic:
+        return SyntheticClips(d.synthetic, d.height, d.width, d.frames, d.synthetic_kinds, seed0=cfg.seed,
+                              downscale=k, low=low), None
+    if low:
+        return open_folder(d.folder, d.frames, d.stride, d.height // k, d.width // k)
+    return open_folder(d.folder, d.frames, d.stride, d.height, d.width)
+
+
+def save_transformer(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, cfg: TrainConfig,
+                     prediction: str) -> None:
+    """A diffusers transformer folder (config.json + safetensors + what it predicts) in the export dtype."""
+    from huggingface_hub import save_torch_state_dict
+
+    dtype = torch.bfloat16 if cfg.export_dtype == "bf16" else torch.float32
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in state_dict.items()}
+    path.mkdir(parents=True, exist_ok=True)
+    save_torch_state_dict(state, path, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
+                          max_shard_size="10GB")
+    model.save_config(path)
+    write_run_config(path, cfg, prediction)
+
+
+def write_run_config(path: Path, cfg: TrainConfig, prediction: str = "velocity") -> None:
+    atomic_write_json(path / PREDICTION_FILE, {"prediction": prediction, "training": cfg.to_dict()})
 
 
 def train_sigmas(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
@@ -123,14 +152,14 @@ class Stage2Task:
         self.cfg, self.device = cfg, device
         dtype = torch.float32 if not cfg.lora.rank else resolve_dtype(cfg.model.dtype, device)
         s2 = load_stage2(cfg.model.stage2, cfg.model.init or None, True, device, dtype, widen=True)
+        self.prediction = s2.prediction
         self.model = _prepare_trainable(s2.transformer, cfg, extra_trainable=("patch_embedding",))
         self.report: ScanReport | None = None
         self.encoder: ClipEncoder | None = None
         if cfg.data.cache:
             self.dataset: Dataset = CachedLatents(cfg.data.cache, cache_key(cfg))
         else:
-            d = cfg.data
-            self.dataset, self.report = open_folder(d.folder, d.frames, d.stride, d.height, d.width)
+            self.dataset, self.report = open_data(cfg)
             self.encoder = load_clip_encoder(cfg, device, s2.vae)
 
     collate = staticmethod(collate)
@@ -149,32 +178,25 @@ class Stage2Task:
         sigma = train_sigmas(c, z.shape[0], g)
         noise = torch.randn(z.shape, generator=g).to(z.device)
         tw = training_window(z, z_ref, segment, sigma, noise)
-        return window_loss(WanVelocity(self.model, text, runner=runner), tw)
+        return window_loss(WanVelocity(self.model, text, runner=runner, prediction=self.prediction), tw)
 
     def export(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
         """A diffusers transformer folder (config.json + safetensors) that `generate --stage2` loads."""
-        from huggingface_hub import save_torch_state_dict
-
         model = self.model
         if self.cfg.lora.rank:  # merge the adapter into the weights (the end of training)
             model.fuse_lora()
             model.unload_lora()
             state_dict = model.state_dict()
-        dtype = torch.bfloat16 if self.cfg.export_dtype == "bf16" else torch.float32
-        state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in state_dict.items()}
-        path.mkdir(parents=True, exist_ok=True)
-        save_torch_state_dict(state, path, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
-                              max_shard_size="10GB")
-        model.save_config(path)
-        write_run_config(path, self.cfg)
+        save_transformer(model, state_dict, path, self.cfg, self.prediction)
 
 
 class Stage1LoraTask:
-    """A LoRA on the Stage I I2V DiT at the Stage I size."""
+    """A LoRA (lora.rank > 0) or every weight (rank 0, task `stage1`) of the Stage I I2V DiT at the Stage I size."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         if cfg.data.cache:
-            raise UserError("stage1-lora trains from the videos (--data); the latent cache is for stage2")
+            raise UserError(f"{cfg.task} trains from videos (--data) or procedural clips; the latent cache is for "
+                            "stage2")
         self.cfg, self.device = cfg, device
         dtype = resolve_dtype(cfg.model.dtype, device)
         self.stage1 = load_stage1(cfg.model.stage1, device, dtype)
@@ -183,8 +205,7 @@ class Stage1LoraTask:
                             "models (Wan2.1 I2V)")
         self.model = _prepare_trainable(self.stage1.transformer, cfg)
         self.text = load_text_encoder(cfg.model.stage1, device, dtype)
-        d, k = cfg.data, cfg.condition.downscale
-        self.dataset, self.report = open_folder(d.folder, d.frames, d.stride, d.height // k, d.width // k)
+        self.dataset, self.report = open_data(cfg, low=True)
 
     collate = staticmethod(collate)
 
@@ -197,12 +218,16 @@ class Stage1LoraTask:
                                      self.device) for px, cap in zip(pixels, batch["caption"], strict=True)]
         cat = lambda attr: None if getattr(conds[0], attr) is None else torch.cat([getattr(v, attr) for v in conds])
         velocity = WanVelocity(self.model, cat("text_embeds"), image_embeds=cat("image_embeds"),
-                               extra_channels=cat("extra_channels"), runner=runner)
+                               extra_channels=cat("extra_channels"), runner=runner,
+                               prediction=self.stage1.prediction)
         sigma = train_sigmas(c, z.shape[0], g)
         return clip_loss(velocity, z, sigma, torch.randn(z.shape, generator=g).to(z.device))
 
     def export(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-        """A diffusers-format LoRA file (`transformer.` keys) that `generate --lora` loads."""
+        """A diffusers-format LoRA file (`transformer.` keys) that `generate --lora` loads; rank 0: the DiT folder."""
+        if not self.cfg.lora.rank:
+            save_transformer(self.model, state_dict, path, self.cfg, self.stage1.prediction)
+            return
         from diffusers import WanImageToVideoPipeline
         from peft.utils import get_peft_model_state_dict
 
@@ -212,7 +237,7 @@ class Stage1LoraTask:
         path.mkdir(parents=True, exist_ok=True)
         WanImageToVideoPipeline.save_lora_weights(path, transformer_lora_layers=lora, weight_name=LORA_FILE,
                                                   safe_serialization=True)
-        write_run_config(path, self.cfg)
+        write_run_config(path, self.cfg, self.stage1.prediction)
 
 
-TASKS = {"stage2": Stage2Task, "stage1-lora": Stage1LoraTask}
+TASKS = {"stage2": Stage2Task, "stage1": Stage1LoraTask, "stage1-lora": Stage1LoraTask}

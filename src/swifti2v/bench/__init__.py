@@ -1,0 +1,1 @@
+"""Benchmarks: fidelity on held-out procedural clips (more in docs/benchmarks.md)."""

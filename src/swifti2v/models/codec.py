@@ -1,0 +1,81 @@
+"""A fixed, lossless video codec behind the Wan VAE interface: space-to-depth over 4 frames x s x s pixels.
+
+The `tiny` models use it instead of a trained VAE. A latent "pixel" is one s x s patch of 4 consecutive
+frames, its 3*4*s*s values as channels (frame-major, then colour, then the patch rows); block 0 holds
+the first frame alone, repeated into the 4 frame slots, exactly as Wan's causal VAE codes frame 0 alone.
+Reconstruction is exact (PSNR = inf), so nothing downstream is capped by the codec, and every window is
+coded independently (no causal cache). Latents are normalised with one fixed scale (`latents_std`).
+
+It exposes what diffusers' Wan pipelines and our `WanVAE` wrapper read from `AutoencoderKLWan`:
+`config.{z_dim, latents_mean, latents_std, scale_factor_temporal, scale_factor_spatial, patch_size}`,
+`encode(x).latent_dist.mode()` and `decode(z).sample`.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from diffusers.models.modeling_utils import ModelMixin
+
+Tensor = torch.Tensor
+
+
+class PixelCodec(ModelMixin, ConfigMixin):
+    """Lossless 4 x s x s space-to-depth "VAE" (z_dim = 3 * 4 * s * s)."""
+
+    @register_to_config
+    def __init__(self, scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, z_dim: int | None = None,
+                 latents_mean: list[float] | None = None, latents_std: list[float] | None = None,
+                 patch_size: None = None):
+        super().__init__()
+        z = 3 * scale_factor_temporal * scale_factor_spatial**2
+        if z_dim not in (None, z) or patch_size is not None:
+            raise ValueError(f"PixelCodec {scale_factor_temporal}x{scale_factor_spatial}x{scale_factor_spatial} "
+                             f"has z_dim {z} and no patch_size")
+        self.register_to_config(z_dim=z, latents_mean=latents_mean or [0.0] * z,
+                                latents_std=latents_std or [0.5] * z)
+        # A parameterless module has no dtype/device of its own; this buffer carries them.
+        self.register_buffer("anchor", torch.zeros(()), persistent=False)
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
+
+    def pack(self, frames: Tensor, first: bool) -> Tensor:
+        """(B, 3, T, H, W) -> unnormalised latents (B, z, T', H/s, W/s); first: T = 1+4k, else 4k."""
+        s, t = self.config.scale_factor_spatial, self.config.scale_factor_temporal
+        b, c, n, h, w = frames.shape
+        if h % s or w % s:
+            raise ValueError(f"frame size {h}x{w} is not a multiple of the codec's {s} pixels")
+        if first:
+            if (n - 1) % t:
+                raise ValueError(f"a clip of {n} frames is not 1+{t}k")
+            frames = torch.cat([frames[:, :, :1].expand(b, c, t, h, w), frames[:, :, 1:]], dim=2)
+        elif n % t:
+            raise ValueError(f"a window of {n} frames is not a multiple of {t}")
+        n = frames.shape[2] // t
+        x = frames.reshape(b, c, n, t, h // s, s, w // s, s)
+        x = x.permute(0, 3, 1, 5, 7, 2, 4, 6)  # b, t, c, sy, sx | n, h', w'
+        return x.reshape(b, t * c * s * s, n, h // s, w // s)
+
+    def unpack(self, z: Tensor, first: bool) -> Tensor:
+        """Inverse of `pack`; block 0 of a first window gives one frame (the mean of its 4 slots)."""
+        s, t = self.config.scale_factor_spatial, self.config.scale_factor_temporal
+        b, _, n, h, w = z.shape
+        x = z.reshape(b, t, 3, s, s, n, h, w).permute(0, 2, 5, 1, 6, 3, 7, 4)
+        frames = x.reshape(b, 3, n * t, h * s, w * s)
+        if first:
+            frames = torch.cat([frames[:, :, :t].mean(dim=2, keepdim=True), frames[:, :, t:]], dim=2)
+        return frames
+
+    def encode(self, x: Tensor, return_dict: bool = True):
+        """Frames (B, 3, 1+4k, H, W) in [-1, 1] -> latents (raw, like AutoencoderKLWan before normalising)."""
+        mean = self.pack(x, first=True)
+        dist = DiagonalGaussianDistribution(torch.cat([mean, torch.full_like(mean, -30.0)], dim=1))
+        return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def decode(self, z: Tensor, return_dict: bool = True):
+        frames = self.unpack(z, first=True).clamp(-1.0, 1.0)
+        return DecoderOutput(sample=frames) if return_dict else (frames,)

@@ -1,0 +1,60 @@
+"""PixelCodec: the tiny models' lossless space-to-depth codec behind the Wan VAE interface."""
+
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+
+from swifti2v.models.codec import PixelCodec
+from swifti2v.models.vae import WanVAE
+
+
+@pytest.fixture
+def clip():
+    return torch.rand(1, 3, 13, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def test_round_trip_is_exact_and_block0_is_frame0_alone(clip):
+    vae = WanVAE(PixelCodec())
+    z = vae.encode(clip)
+    assert z.shape == (1, 768, 4, 4, 6)
+    assert torch.equal(vae.decode(z), clip)
+    assert torch.equal(vae.encode(clip[:, :, :1]), z[:, :, :1])  # causal: frame 0 is coded alone
+
+
+def test_streaming_windows_equal_one_shot(clip):
+    vae = WanVAE(PixelCodec())
+    z = vae.encode(clip)
+    enc = vae.encoder()
+    windows = [clip[:, :, :1], clip[:, :, 1:9], clip[:, :, 9:]]
+    assert torch.equal(torch.cat([enc(w) for w in windows], dim=2), z)
+    dec = vae.decoder()
+    assert torch.equal(torch.cat([dec(z[:, :, i : i + 1]) for i in range(4)], dim=2), clip)
+
+
+def test_normalisation_and_config_round_trip(tmp_path, clip):
+    codec = PixelCodec(scale_factor_spatial=4)
+    codec.save_pretrained(tmp_path)
+    loaded = PixelCodec.from_config(PixelCodec.load_config(tmp_path))
+    assert loaded.config.z_dim == 3 * 4 * 4 * 4 and loaded.config.latents_std[0] == 0.5
+    raw = codec.encode(clip).latent_dist.mode()
+    assert torch.allclose(WanVAE(loaded).encode(clip), raw / 0.5)
+
+
+def test_bad_sizes_are_refused(clip):
+    with pytest.raises(ValueError, match="multiple"):
+        PixelCodec().pack(clip[..., :30], first=True)
+    with pytest.raises(ValueError, match="1\\+4k"):
+        PixelCodec().pack(clip[:, :, :4], first=True)
+    with pytest.raises(ValueError, match="z_dim"):
+        PixelCodec(z_dim=10)
+
+
+def test_diffusers_i2v_conditioning_reads_it(clip):
+    """WanImageToVideoPipeline.prepare_latents (mask + image latent) works on the codec unchanged."""
+    pipe = WanImageToVideoPipeline(tokenizer=None, text_encoder=None, vae=PixelCodec(),
+                                   scheduler=FlowMatchEulerDiscreteScheduler(), transformer=None)
+    image = clip[:, :, 0]
+    _, cond = pipe.prepare_latents(image, 1, 768, 32, 48, 13, torch.float32, torch.device("cpu"),
+                                   latents=torch.zeros(1, 768, 4, 4, 6))
+    assert cond.shape == (1, 4 + 768, 4, 4, 6)
+    assert torch.allclose(cond[:, 4:, :1], WanVAE(PixelCodec()).encode(image[:, :, None]))
