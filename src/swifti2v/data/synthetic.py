@@ -92,8 +92,8 @@ def _fractal_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         up = np.asarray(Image.fromarray(g).resize(((w // cell + 2) * cell, (h // cell + 2) * cell), Image.BICUBIC))
         out += up[:h, :w] * cell ** 0.3
     out = (out - out.mean()) / (out.std() + 1e-6)
-    a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
-    return np.clip(0.5 + 0.18 * out[..., None] * (a - b)[None, None] * 2 + (a + b)[None, None] / 2 - 0.5, 0, 1)
+    a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)  # a colour ramp from b to a
+    return np.clip((a + b)[None, None] / 2 + 0.36 * out[..., None] * (a - b)[None, None], 0, 1)
 
 
 def _grating(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
