@@ -190,7 +190,7 @@ class Stage2Task:
         save_transformer(model, state_dict, path, self.cfg, self.prediction)
 
 
-class Stage1LoraTask:
+class Stage1Task:
     """A LoRA (lora.rank > 0) or every weight (rank 0, task `stage1`) of the Stage I I2V DiT at the Stage I size."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
@@ -240,4 +240,4 @@ class Stage1LoraTask:
         write_run_config(path, self.cfg, self.stage1.prediction)
 
 
-TASKS = {"stage2": Stage2Task, "stage1": Stage1LoraTask, "stage1-lora": Stage1LoraTask}
+TASKS = {"stage2": Stage2Task, "stage1": Stage1Task, "stage1-lora": Stage1Task}
