@@ -13,6 +13,7 @@ LIGHTX2V_I2V_LORA = (
     "lightx2v/Wan2.1-I2V-14B-480P-StepDistill-CfgDistill-Lightx2v:"
     "loras/Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors"
 )
+BUNDLED = "bundled:"  # model sources inside the package's weights/ folder (models/tiny.py)
 # LightX2V's distilled sampler: unshifted sigmas [1, .75, .5, .25], shift 5, re-noise between steps.
 LIGHTX2V_4STEP = ScheduleConfig(steps=4, shift=5.0, sampler="renoise")
 
@@ -34,9 +35,9 @@ def _tiny() -> RunConfig:
     return RunConfig(
         preset="tiny",
         video=VideoConfig(height=288, width=512, frames=33, fps=16),
-        stage1=Stage1Config(model="bundled:tiny/stage1", schedule=ScheduleConfig(steps=4, shift=3.0, sampler="euler"),
+        stage1=Stage1Config(model=BUNDLED + "tiny/stage1", schedule=ScheduleConfig(steps=4, shift=3.0, sampler="euler"),
                             downscale=4, geometry=TINY_GEOMETRY),
-        stage2=Stage2Config(mode="concat", model="bundled:tiny/stage2",
+        stage2=Stage2Config(mode="concat", model=BUNDLED + "tiny/stage2",
                             schedule=ScheduleConfig(steps=1, shift=3.0, sampler="euler"), geometry=TINY_GEOMETRY),
     )
 

@@ -30,7 +30,7 @@ from swifti2v.data.synthetic import SyntheticClip, heldout_clip, sample_at
 from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
 from swifti2v.plan import stage2_plan
-from swifti2v.presets import get_preset
+from swifti2v.presets import BUNDLED, get_preset
 from swifti2v.reference import decoded_windows
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
@@ -39,7 +39,7 @@ from swifti2v.training.config import ConditionConfig
 
 Tensor = torch.Tensor
 Progress = Callable[[str, int, int], None]
-ABLATION_MODEL = "bundled:tiny/stage2-no-transition"
+ABLATION_MODEL = BUNDLED + "tiny/stage2-no-transition"
 
 
 @dataclass(frozen=True)

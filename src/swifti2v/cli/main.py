@@ -12,7 +12,7 @@ from dataclasses import replace
 from swifti2v.config import SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
-from swifti2v.presets import DEFAULT_PRESET, PRESETS, get_preset
+from swifti2v.presets import BUNDLED, DEFAULT_PRESET, PRESETS, get_preset
 
 EXIT_USER_ERROR = 2
 
@@ -226,7 +226,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                                 start_sigma=get("start_sigma")))
     needs_weights = args.command in ("generate", "refine")
     if needs_weights and stage2.mode == "concat" and stage2.checkpoint is None and not (
-            stage2.model == "debug-random" or stage2.model.startswith("bundled:")):
+            stage2.model == "debug-random" or stage2.model.startswith(BUNDLED)):
         raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
                         "(or --mode refine for the zero-shot refiner)")
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),

@@ -22,6 +22,7 @@ from swifti2v.models.rope import install_positional_rope, rope_positions
 from swifti2v.sampling.csg import Window
 
 NUM_TRAIN_TIMESTEPS = 1000
+PREDICTION_FILE = "swifti2v.json"  # beside a transformer's config.json: {"prediction": "x0"} (default velocity)
 
 
 def frame_timesteps(frame_sigmas: torch.Tensor, tokens_per_frame: int, batch: int) -> torch.Tensor:

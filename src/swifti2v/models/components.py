@@ -16,7 +16,7 @@ import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
 from swifti2v.errors import UserError
-from swifti2v.models.adapter import widen_patch_embedding
+from swifti2v.models.adapter import PREDICTION_FILE, widen_patch_embedding
 from swifti2v.models.codec import PixelCodec
 from swifti2v.models.text import TextEncoder
 from swifti2v.models.tiny import resolve
@@ -32,9 +32,6 @@ def _debug():
     from swifti2v.models import debug  # tiny configs; imported only when asked for
 
     return debug
-
-
-PREDICTION_FILE = "swifti2v.json"  # beside a transformer's config.json: {"prediction": "x0"} (default velocity)
 
 
 def read_prediction(transformer_dir: str | Path) -> str:

@@ -11,8 +11,8 @@ Layout (diffusers format, the same loading code as the real models):
 Both stages code video with the fixed lossless PixelCodec (4 frames x 8 x 8 pixels per latent pixel,
 768 channels) and use 1x1x1 patches, so one token is an 8x8-pixel patch of 4 frames. Both DiTs predict
 x0 as a residual on their conditioning (models/adapter.py): 256 wide, they cannot carry 768 channels of
-noise through to a velocity. `build_base`
-writes the random-init starting point (from a seed) that the recipe (recipes/tiny/train.sh) trains.
+noise through to a velocity. `build_base` writes the random-init starting point (from a seed) that the
+recipe (recipes/tiny/train.sh) trains.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 from diffusers import WanTransformer3DModel
 
+from swifti2v.models.adapter import PREDICTION_FILE
 from swifti2v.models.codec import PixelCodec
+from swifti2v.presets import BUNDLED  # "bundled:tiny/stage1" -> WEIGHTS_DIR/tiny/stage1
 
-BUNDLED = "bundled:"  # model sources under the package's weights/ folder, e.g. "bundled:tiny/stage1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 CODEC = dict(scale_factor_spatial=8, scale_factor_temporal=4)
-Z = 3 * 4 * 8 * 8
+Z = 3 * CODEC["scale_factor_temporal"] * CODEC["scale_factor_spatial"] ** 2
 TEXT_DIM = 32
 
 
@@ -67,7 +68,7 @@ def build_base(out: str | Path, seed: int = 0) -> Path:
     s1_dir, s2_dir = out / "stage1", out / "stage2"
     for model, folder in ((s1, s1_dir / "transformer"), (s2, s2_dir / "transformer")):
         model.save_pretrained(folder)
-        (folder / "swifti2v.json").write_text(json.dumps({"prediction": "x0"}))  # see models/adapter.py
+        (folder / PREDICTION_FILE).write_text(json.dumps({"prediction": "x0"}))  # see models/adapter.py
     for d in (s1_dir, s2_dir):
         codec.save_pretrained(d / "vae")
     for d in (s1_dir, s2_dir):  # both folders are complete: `refine` reads the text encoder from Stage II's

@@ -27,8 +27,8 @@ from swifti2v.data.synthetic import SyntheticClips
 from swifti2v.data.videos import ScanReport, open_folder
 from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
-from swifti2v.models.adapter import WanVelocity
-from swifti2v.models.components import PREDICTION_FILE, load_stage1, load_stage2, load_text_encoder
+from swifti2v.models.adapter import PREDICTION_FILE, WanVelocity
+from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.text import TextEncoder
 from swifti2v.runtime import resolve_dtype
 from swifti2v.sampling.noise import derive_seed
