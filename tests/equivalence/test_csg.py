@@ -41,12 +41,8 @@ def test_largest_transformer_call_is_bounded_by_the_window(inputs, stage2_concat
     seen = []
     model = stage2_concat.transformer
     p_t, p_h, p_w = model.config.patch_size
-    hook = model.register_forward_pre_hook(
-        lambda mod, args, kwargs: seen.append(
-            kwargs["hidden_states"].shape[2] // p_t * (kwargs["hidden_states"].shape[3] // p_h)
-            * (kwargs["hidden_states"].shape[4] // p_w)
-        ),
-        with_kwargs=True,
+    hook = model.patch_embedding.register_forward_pre_hook(  # every forward path embeds the window first
+        lambda mod, args: seen.append(args[0].shape[2] // p_t * (args[0].shape[3] // p_h) * (args[0].shape[4] // p_w))
     )
     try:
         for m, n in [(3, 1), (2, 2), (1, 0)]:

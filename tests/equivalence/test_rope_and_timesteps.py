@@ -5,7 +5,7 @@ import copy
 import torch
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
-from swifti2v.models.adapter import WanVelocity, frame_timesteps
+from swifti2v.models.adapter import WanVelocity, frame_timesteps, token_timesteps
 from swifti2v.models.debug import tiny_stage2_transformer
 from swifti2v.models.rope import PositionalRotaryPosEmbed, install_positional_rope, rope_positions
 from swifti2v.sampling import Window
@@ -71,10 +71,12 @@ def test_uniform_per_token_timesteps_equal_scalar_timestep():
 
 
 def test_frame_timesteps_layout():
-    t = frame_timesteps(torch.tensor([0.0, 0.5, 0.5]), tokens_per_frame=4, batch=2)
-    assert t.shape == (2, 12)
-    assert t[0, :4].eq(0).all() and t[0, 4:].eq(500).all()
-    assert frame_timesteps(torch.tensor([0.25, 0.25]), 4, 1).shape == (1,)
+    t = frame_timesteps(torch.tensor([0.0, 0.5, 0.5]), batch=2)
+    assert torch.equal(t, torch.tensor([[0.0, 500.0, 500.0]] * 2))
+    tokens = token_timesteps(t, tokens_per_frame=4)
+    assert tokens.shape == (2, 12)
+    assert tokens[0, :4].eq(0).all() and tokens[0, 4:].eq(500).all()
+    assert frame_timesteps(torch.tensor([0.25, 0.25]), 1).shape == (1,)
 
 
 def test_clean_context_tokens_get_timestep_zero():

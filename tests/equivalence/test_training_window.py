@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swifti2v.models.adapter import WanVelocity, frame_timesteps
+from swifti2v.models.adapter import WanVelocity, frame_timesteps, token_timesteps
 from swifti2v.sampling import euler_step, plan_segments
 from swifti2v.sampling.csg import sample_segment
 from swifti2v.training.objective import pick_segment, training_window
@@ -39,7 +39,7 @@ def test_every_training_window_equals_the_inference_window(blocks, m, n):
         assert torch.equal(tw.frame_sigmas[0], frame_sigmas)
         assert tw.window.positions == window.positions == segment.positions
         assert torch.equal(tw.window.reference, window.reference)
-        assert torch.equal(frame_timesteps(tw.frame_sigmas, 6, 1), frame_timesteps(frame_sigmas, 6, 1))
+        assert torch.equal(frame_timesteps(tw.frame_sigmas, 1), frame_timesteps(frame_sigmas, 1))
         assert tw.n_context == 1 + len(segment.neighbors)
         assert torch.allclose(tw.target, noise[:, :, list(segment.blocks)] - z[:, :, list(segment.blocks)])
 
@@ -52,10 +52,10 @@ def test_segments_drawn_for_training_are_exactly_the_inference_plan():
 
 def test_per_sample_sigmas_become_per_token_timesteps():
     fs = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.2, 0.2]])
-    t = frame_timesteps(fs, 3, 2)
+    t = token_timesteps(frame_timesteps(fs, 2), 3)
     assert t.shape == (2, 12)
     assert torch.equal(t[1], torch.tensor([0.0] * 6 + [200.0] * 6))
-    same = frame_timesteps(torch.tensor([[0.5] * 4, [0.2] * 4]), 3, 2)
+    same = frame_timesteps(torch.tensor([[0.5] * 4, [0.2] * 4]), 2)
     assert torch.equal(same, torch.tensor([500.0, 200.0]))
 
 

@@ -18,6 +18,7 @@ import torch
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 from torch import nn
 
+from swifti2v.models.modulation import frame_modulated_forward, install_frame_modulation
 from swifti2v.models.rope import install_positional_rope, rope_positions
 from swifti2v.sampling.csg import Window
 
@@ -25,18 +26,20 @@ NUM_TRAIN_TIMESTEPS = 1000
 PREDICTION_FILE = "swifti2v.json"  # beside a transformer's config.json: {"prediction": "x0"} (default velocity)
 
 
-def frame_timesteps(frame_sigmas: torch.Tensor, tokens_per_frame: int, batch: int) -> torch.Tensor:
+def frame_timesteps(frame_sigmas: torch.Tensor, batch: int) -> torch.Tensor:
     """Wan timesteps for per-frame sigmas (F,) or per-sample per-frame sigmas (B, F).
 
-    Shape (B,) when all frames of a sample agree, else (B, L) per token. Token order is frame-major
-    (patch embedding output flattened over F, H, W), so frame f owns tokens [f*HW, (f+1)*HW). The
-    per-token form materialises the modulation per token (memory).
+    Shape (B,) when all frames of a sample agree, else (B, F) per frame. Computed where the sigmas
+    live (the CPU at inference), so deciding between the two costs no device sync.
     """
     t = frame_sigmas.float() * NUM_TRAIN_TIMESTEPS
     t = t.unsqueeze(0).expand(batch, -1) if t.dim() == 1 else t
-    if bool((t == t[:, :1]).all()):
-        return t[:, 0]
-    return t.repeat_interleave(tokens_per_frame, dim=1)
+    return t[:, 0] if bool((t == t[:, :1]).all()) else t
+
+
+def token_timesteps(frame_t: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
+    """(B, F) -> (B, L) per token (frame-major token order: frame f owns tokens [f*HW, (f+1)*HW))."""
+    return frame_t.repeat_interleave(tokens_per_frame, dim=1)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class WanVelocity:
         for model in (self.transformer, self.transformer_2):
             if model is not None:
                 install_positional_rope(model)
+                install_frame_modulation(model)
 
     def expert(self, sigma: float) -> WanTransformer3DModel:
         if self.transformer_2 is None or self.boundary_sigma is None or sigma >= self.boundary_sigma:
@@ -77,20 +81,20 @@ class WanVelocity:
             parts.append(self.extra_channels)
         device, dtype = model.device, model.dtype
         hidden = torch.cat([p.to(device=device, dtype=dtype) for p in parts], dim=1)
-        _, p_h, p_w = model.config.patch_size
-        timestep = frame_timesteps(frame_sigmas.to(device), (h // p_h) * (w // p_w), b)
+        timestep = frame_timesteps(frame_sigmas, b).to(device, non_blocking=True)
+        text = self.text_embeds.to(device=device, dtype=dtype)
+        image = None if self.image_embeds is None else self.image_embeds.to(device=device, dtype=dtype)
         positions = None if window is None else window.positions
         call = self.runner if self.runner is not None and model is self.transformer else model
         with rope_positions(model, positions):
-            out = call(
-                hidden_states=hidden,
-                timestep=timestep,
-                encoder_hidden_states=self.text_embeds.to(device=device, dtype=dtype),
-                encoder_hidden_states_image=None
-                if self.image_embeds is None
-                else self.image_embeds.to(device=device, dtype=dtype),
-                return_dict=False,
-            )[0]
+            if timestep.dim() == 2 and call is model:  # per-frame modulation (models/modulation.py)
+                out = frame_modulated_forward(model, hidden, timestep, text, image)
+            else:
+                if timestep.dim() == 2:  # a wrapper (DDP/FSDP) runs the stock forward: per token
+                    _, p_h, p_w = model.config.patch_size
+                    timestep = token_timesteps(timestep, (h // p_h) * (w // p_w))
+                out = call(hidden_states=hidden, timestep=timestep, encoder_hidden_states=text,
+                           encoder_hidden_states_image=image, return_dict=False)[0]
         out = out.float()
         if self.prediction == "velocity":
             return out
