@@ -13,6 +13,8 @@ Sampler = Literal["euler", "renoise"]
 Stage2Mode = Literal["concat", "refine"]
 SAMPLERS: tuple[str, ...] = ("euler", "renoise")
 STAGE2_MODES: tuple[str, ...] = ("concat", "refine")
+MEMORY_MODES: tuple[str, ...] = ("fast", "balanced", "low")  # models/placement.py
+ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash", "flash3", "sage", "flex")  # models/speed.py
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
+    memory_mode: str = "balanced"  # fast | balanced | low (models/placement.py)
+    attention: str = "sdpa"  # sdpa | flash | flash3 | sage | flex (models/speed.py)
+    compile: bool = False  # torch.compile the DiT blocks
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +145,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--neighbor-blocks {s2.neighbor_blocks} must be 0 or more")
     if s2.mode not in STAGE2_MODES:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
+    if cfg.memory_mode not in MEMORY_MODES:
+        raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use one of {', '.join(MEMORY_MODES)}")
+    if cfg.attention not in ATTENTION_BACKENDS:
+        raise UserError(f"--attention {cfg.attention!r} is unknown; use one of {', '.join(ATTENTION_BACKENDS)}")
     for name, sch in (("stage1", cfg.stage1.schedule), ("stage2", s2.schedule)):
         if sch.steps < 1:
             raise UserError(f"{name} steps {sch.steps} must be at least 1")

@@ -14,6 +14,8 @@ from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import load_lightx2v_lora
+from swifti2v.models.placement import Placer, get_placement, load_device
+from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import WanVAE, frame_windows
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
@@ -35,9 +37,14 @@ class Setup:
     device: torch.device
     dtype: torch.dtype
 
+    @property
+    def placer(self) -> Placer:
+        return Placer(get_placement(self.cfg.memory_mode), self.device, self.dtype)
+
 
 def setup(cfg: RunConfig) -> Setup:
     cfg = validate(cfg)
+    check_attention(cfg.attention)  # an uninstalled backend fails before anything loads
     device = resolve_device(cfg.device)
     return Setup(cfg, device, resolve_dtype(cfg.dtype, device))
 
@@ -57,32 +64,42 @@ def resolve_lora(spec: str) -> Path:
 
 
 def load_components(s: Setup, with_stage1: bool) -> Components:
-    c = s.cfg
+    """Load every model where the memory mode wants it, then apply fp8 storage, block streaming, the
+    attention backend and torch.compile."""
+    c, placement = s.cfg, get_placement(s.cfg.memory_mode)
     text_source = c.stage1.model if with_stage1 else c.stage2.model
+    models_on = load_device(placement, s.device, "models")
     comps = Components(
-        text=load_text_encoder(text_source, s.device, s.dtype),
-        stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", s.device, s.dtype),
-        stage1=load_stage1(c.stage1.model, s.device, s.dtype) if with_stage1 else None,
+        text=load_text_encoder(text_source, load_device(placement, s.device, "text"), s.dtype),
+        stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", models_on, s.dtype),
+        stage1=load_stage1(c.stage1.model, models_on, s.dtype) if with_stage1 else None,
     )
     if with_stage1 and c.stage1.lora:
         report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
         comps.lora_summary = report.summary()
+    s.placer.prepare(comps)
+    for dit in s.placer.dits(comps):
+        set_attention(dit, c.attention)
+        if c.compile:
+            compile_blocks(dit)
     return comps
 
 
 class SegmentWriter:
-    """Decode finished blocks in order (streaming VAE) and append their frames to the video."""
+    """Decode finished blocks in order, one latent block at a time (streaming VAE), and append their frames
+    to the video: decode memory is one block's, whatever the segment or clip length."""
 
-    def __init__(self, vae: WanVAE, writer: media.VideoWriter, timer: StageTimer):
-        self.decoder, self.writer, self.timer = vae.decoder(), writer, timer
+    def __init__(self, vae: WanVAE, writer: media.VideoWriter, timer: StageTimer, tile: int | None = None,
+                 overlap: int = 4):
+        self.decoder, self.writer, self.timer = vae.decoder(tile, overlap), writer, timer
         self.next_block = 0
 
     def __call__(self, segment: Segment, latents: torch.Tensor) -> None:
-        last = segment.blocks[-1]
-        with self.timer("decode"):
-            frames = self.decoder(latents[:, :, self.next_block : last + 1])
-        self.writer.write(frames)
-        self.next_block = last + 1
+        for block in range(self.next_block, segment.blocks[-1] + 1):
+            with self.timer("decode"):
+                frames = self.decoder(latents[:, :, block : block + 1])
+            self.writer.write(frames)
+        self.next_block = segment.blocks[-1] + 1
 
 
 def _load_and_encode(s: Setup, prompt: str, components: Components | None, timer: StageTimer,
@@ -98,8 +115,9 @@ def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: tor
                      timer: StageTimer, progress: Progress) -> None:
     plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
     progress("stage2 segments", 0, len(plan))
-    with media.VideoWriter(out, s.cfg.video.fps) as writer:
-        on_segment = SegmentWriter(comps.stage2.vae, writer, timer)
+    placement = get_placement(s.cfg.memory_mode)
+    with media.VideoWriter(out, s.cfg.video.fps) as writer, s.placer.stage(comps, "stage2"):
+        on_segment = SegmentWriter(comps.stage2.vae, writer, timer, placement.decode_tile, placement.tile_overlap)
 
         def on_segment_done(seg: Segment, latents: torch.Tensor) -> None:
             on_segment(seg, latents)
@@ -123,12 +141,12 @@ def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Pat
     comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=True)
     # Stage I: the whole clip at low resolution, from the downsampled input image.
     low_h, low_w = stage1_size(v, s.cfg.stage1)
-    with timer("stage1"):
+    with timer("stage1"), s.placer.stage(comps, "stage1"):
         z_low = generate_motion(comps.stage1, media.fit(image, low_h, low_w), text, s.cfg.stage1, v,
                                 s.cfg.seed, s.device, lambda i, n: progress("stage1 steps", i, n))
     # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
     image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
-    with timer("reference"):
+    with timer("reference"), s.placer.stage(comps, "reference"):
         z_ref = hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi, comps.stage2.vae)
     # Stage II: detail segment by segment; finished segments are decoded and written as they come.
     _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
@@ -164,7 +182,7 @@ def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prom
     low_h, low_w = stage1_size(v, s.cfg.stage1)
     windows: Iterable[torch.Tensor] = frame_windows(media.iter_frames(motion[: v.frames], low_h, low_w))
     image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
-    with timer("reference"):
+    with timer("reference"), s.placer.stage(comps, "reference"):
         z_ref = hybrid_reference(windows, image_hi, comps.stage2.vae)
     _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
     return write_sidecar(out, s, timer, z_ref.shape,

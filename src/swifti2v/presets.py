@@ -28,6 +28,17 @@ def _debug_random() -> RunConfig:
     )
 
 
+def _bench_cpu() -> RunConfig:
+    euler2 = ScheduleConfig(steps=2, shift=3.0, sampler="euler")
+    return RunConfig(
+        preset="bench-cpu",
+        video=VideoConfig(height=192, width=320, frames=33, fps=16),
+        stage1=Stage1Config(model="bench-cpu", schedule=euler2),
+        stage2=Stage2Config(mode="concat", model="bench-cpu", schedule=euler2,
+                            geometry=LatentGeometry(vae_temporal=4, vae_spatial=16, patch=(1, 1, 1))),
+    )
+
+
 TINY_GEOMETRY = LatentGeometry(vae_temporal=4, vae_spatial=8, patch=(1, 1, 1))
 
 
@@ -72,6 +83,8 @@ PRESETS: dict[str, tuple[str, Callable[[], RunConfig]]] = {
              "128x72 Stage I, under a minute on a laptop CPU (docs/results.md)", _tiny),
     "debug-random": ("tiny random-init Wan-architecture models built in code: every code path on CPU in "
                      "seconds (output is noise)", _debug_random),
+    "bench-cpu": ("random-init models built in code, Stage II 256 wide x 4 layers at 320x192 (240 tokens per "
+                  "latent block): attention and MLPs dominate as at full size; `swifti2v bench scaling`", _bench_cpu),
     "wan-2k-refine": ("Wan2.1-I2V-14B-480P + LightX2V 4-step LoRA at 640x352 -> zero-shot TI2V-5B refine at "
                       "2560x1408, 81 frames", _wan_2k_refine),
     "wan-2k": ("same Stage I -> trained concat Stage II (pass --stage2 CKPT) at 2560x1408, 81 frames", _wan_2k),

@@ -51,6 +51,11 @@ def test_components_load_from_folders(folders):
     emb = text.encode("a red square moves up", CPU)
     assert emb.shape == (1, 512, debug.TEXT_DIM)
     assert emb[0, 30:].abs().sum() == 0, "padded to 512 tokens with zeros past the prompt"
+    helper = WanPipeline(tokenizer=text.tokenizer, text_encoder=text.model, vae=None, scheduler=None)
+    for prompt in ("a red square moves up", "", "  the camera &amp; pans   left "):
+        ref, _ = helper.encode_prompt(prompt, do_classifier_free_guidance=False, max_sequence_length=512,
+                                      device=CPU)
+        torch.testing.assert_close(text.encode(prompt, CPU), ref.float(), atol=1e-5, rtol=1e-5)
 
 
 def test_two_expert_stage1_switches_at_the_boundary(folders, image_file):

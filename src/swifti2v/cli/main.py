@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from swifti2v.config import SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
@@ -141,7 +142,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def _bench_parsers(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (fidelity on held-out procedural clips)")
+    b = sub.add_parser("bench", help="benchmarks: fidelity, scaling (CSG vs end-to-end), cost model")
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=Parser)
     f = bsub.add_parser("fidelity", help="PSNR/SSIM/seams of Stage II vs ground truth, with ablations, side by side",
                         description="Held-out procedural camera clips with ground truth (seeds and photographs "
@@ -161,30 +162,73 @@ def _bench_parsers(sub) -> None:
     f.add_argument("--out", default="outputs/bench/fidelity", help="writes OUT.json and OUT.md")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    s = bsub.add_parser("scaling", help="wall time and peak memory of CSG vs --no-csg as the clip grows",
+                        description="Runs `swifti2v generate` in a fresh process per measurement, CSG (M=3, N=1) "
+                        "and end-to-end interleaved at each length, and writes JSON, a markdown table and a PNG plot.")
+    s.add_argument("--preset", default="bench-cpu", help="models and size (default bench-cpu: random weights, "
+                   "attention and MLPs dominate as at full size)")
+    s.add_argument("--frames", default="33,65,129,257", help="clip lengths, 4k+1, comma-separated "
+                   "(default 33,65,129,257)")
+    s.add_argument("--repeats", type=int, default=1, help="runs per length and mode; medians are reported (default 1)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    s.add_argument("--out", default="outputs/bench/scaling", help="writes OUT.json, OUT.md and OUT.png")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-def _run_bench(args: argparse.Namespace, progress) -> int:
-    from pathlib import Path
 
-    from swifti2v.bench.fidelity import ABLATION_MODEL, FidelityConfig, run_fidelity, to_markdown
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,2,4") from None
+    if not values or min(values) < 1:
+        raise UserError(f"{flag} {text!r}: every value must be at least 1")
+    return values
+
+
+def _write_result(out_arg: str, result: dict, table: str) -> Path:
     from swifti2v.files import atomic_write_json, atomic_write_text
 
-    try:
-        steps = tuple(int(x) for x in args.steps.split(","))
-    except ValueError:
-        raise UserError(f"--steps {args.steps!r} must be comma-separated integers, e.g. 1,2,4") from None
-    if args.clips < 1 or args.direction_clips < 0 or min(steps) < 1:
-        raise UserError("--clips must be >= 1, --direction-clips >= 0 and every --steps value >= 1")
+    out = Path(out_arg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out.with_suffix(".json"), result)
+    atomic_write_text(out.with_suffix(".md"), table)
+    print(table, end="")
+    return out
+
+
+def _run_bench(args: argparse.Namespace, progress) -> int:
+    if args.bench == "scaling":
+        return _run_scaling(args, progress)
+    from swifti2v.bench.fidelity import ABLATION_MODEL, FidelityConfig, run_fidelity, to_markdown
+
+    steps = _int_list("--steps", args.steps)
+    if args.clips < 1 or args.direction_clips < 0:
+        raise UserError("--clips must be >= 1 and --direction-clips >= 0")
     cfg = FidelityConfig(preset=args.preset, clips=args.clips, direction_clips=args.direction_clips,
                          height=args.height, width=args.width, frames=args.frames, steps=steps,
                          ablation_model=args.ablation_model or ABLATION_MODEL)
     result = run_fidelity(cfg, progress)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = to_markdown(result)
-    atomic_write_json(out.with_suffix(".json"), result)
-    atomic_write_text(out.with_suffix(".md"), table)
-    print(table, end="")
+    out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")
+    return 0
+
+
+def _run_scaling(args: argparse.Namespace, progress) -> int:
+    from swifti2v.bench.scaling import ScalingConfig, plot, run_scaling, to_markdown
+    from swifti2v.config import _nearest_4k1
+
+    frames = _int_list("--frames", args.frames)
+    for f in frames:
+        if f < 5 or (f - 1) % 4:
+            raise UserError(f"--frames value {f} is not 4k+1; use {_nearest_4k1(max(f, 5))}")
+    if args.repeats < 1:
+        raise UserError(f"--repeats {args.repeats} must be at least 1")
+    get_preset(args.preset)  # an unknown preset fails here, not in the first child process
+    result = run_scaling(ScalingConfig(preset=args.preset, frames=frames, repeats=args.repeats,
+                                       device=args.device), progress)
+    out = _write_result(args.out, result, to_markdown(result))
+    plot(result, out.with_suffix(".png"))
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')} and {out.with_suffix('.png')}")
     return 0
 
 
@@ -226,7 +270,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                                 start_sigma=get("start_sigma")))
     needs_weights = args.command in ("generate", "refine")
     if needs_weights and stage2.mode == "concat" and stage2.checkpoint is None and not (
-            stage2.model == "debug-random" or stage2.model.startswith(BUNDLED)):
+            stage2.model in ("debug-random", "bench-cpu") or stage2.model.startswith(BUNDLED)):
         raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
                         "(or --mode refine for the zero-shot refiner)")
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),

@@ -87,7 +87,8 @@ class WanVelocity:
         positions = None if window is None else window.positions
         call = self.runner if self.runner is not None and model is self.transformer else model
         with rope_positions(model, positions):
-            if timestep.dim() == 2 and call is model:  # per-frame modulation (models/modulation.py)
+            streamed = getattr(model, "_swifti2v_streamed", False)  # block streaming hooks diffusers' forward
+            if timestep.dim() == 2 and call is model and not streamed:  # per-frame modulation (modulation.py)
                 out = frame_modulated_forward(model, hidden, timestep, text, image)
             else:
                 if timestep.dim() == 2:  # a wrapper (DDP/FSDP) runs the stock forward: per token

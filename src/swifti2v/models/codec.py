@@ -6,6 +6,10 @@ the first frame alone, repeated into the 4 frame slots, exactly as Wan's causal 
 Reconstruction is exact (PSNR = inf), so nothing downstream is capped by the codec, and every window is
 coded independently (no causal cache). Latents are normalised with one fixed scale (`latents_std`).
 
+`projected_dim` (benchmarks with random weights only): a fixed orthonormal projection of the patch values
+to fewer channels, lossy, so latents are as compact as a real VAE's (Wan2.2: 48 channels per 4x16x16
+pixels) while coding still costs next to nothing.
+
 It exposes what diffusers' Wan pipelines and our `WanVAE` wrapper read from `AutoencoderKLWan`:
 `config.{z_dim, latents_mean, latents_std, scale_factor_temporal, scale_factor_spatial, patch_size}`,
 `encode(x).latent_dist.mode()` and `decode(z).sample`.
@@ -28,9 +32,10 @@ class PixelCodec(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, scale_factor_spatial: int = 8, scale_factor_temporal: int = 4, z_dim: int | None = None,
                  latents_mean: list[float] | None = None, latents_std: list[float] | None = None,
-                 patch_size: None = None):
+                 patch_size: None = None, projected_dim: int | None = None):
         super().__init__()
-        z = 3 * scale_factor_temporal * scale_factor_spatial**2
+        full = 3 * scale_factor_temporal * scale_factor_spatial**2
+        z = projected_dim or full
         if z_dim not in (None, z) or patch_size is not None:
             raise ValueError(f"PixelCodec {scale_factor_temporal}x{scale_factor_spatial}x{scale_factor_spatial} "
                              f"has z_dim {z} and no patch_size")
@@ -38,6 +43,10 @@ class PixelCodec(ModelMixin, ConfigMixin):
                                 latents_std=latents_std or [0.5] * z)
         # A parameterless module has no dtype/device of its own; this buffer carries them.
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
+        if projected_dim:  # orthonormal columns, the same for every instance
+            g = torch.Generator().manual_seed(0)
+            q = torch.linalg.qr(torch.randn(full, projected_dim, generator=g))[0]
+            self.register_buffer("projection", q, persistent=False)
 
     @property
     def z_dim(self) -> int:
@@ -58,12 +67,15 @@ class PixelCodec(ModelMixin, ConfigMixin):
         n = frames.shape[2] // t
         x = frames.reshape(b, c, n, t, h // s, s, w // s, s)
         x = x.permute(0, 3, 1, 5, 7, 2, 4, 6)  # b, t, c, sy, sx | n, h', w'
-        return x.reshape(b, t * c * s * s, n, h // s, w // s)
+        x = x.reshape(b, t * c * s * s, n, h // s, w // s)
+        return x if self.config.projected_dim is None else torch.einsum("bfnhw,fz->bznhw", x, self.projection)
 
     def unpack(self, z: Tensor, first: bool) -> Tensor:
         """Inverse of `pack`; block 0 of a first window gives one frame (the mean of its 4 slots)."""
         s, t = self.config.scale_factor_spatial, self.config.scale_factor_temporal
         b, _, n, h, w = z.shape
+        if self.config.projected_dim is not None:
+            z = torch.einsum("bznhw,fz->bfnhw", z, self.projection)
         x = z.reshape(b, t, 3, s, s, n, h, w).permute(0, 2, 5, 1, 6, 3, 7, 4)
         frames = x.reshape(b, 3, n * t, h * s, w * s)
         if first:

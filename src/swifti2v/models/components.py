@@ -25,6 +25,8 @@ from swifti2v.models.vae import WanVAE
 log = logging.getLogger(__name__)
 
 DEBUG_RANDOM = "debug-random"
+BENCH_CPU = "bench-cpu"  # debug-random's components with a larger random Stage II DiT (benchmarks)
+IN_CODE = (DEBUG_RANDOM, BENCH_CPU)
 DEBUG_SEED = 1234
 
 
@@ -115,7 +117,7 @@ def _finish(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> TextEncoder:
-    if source == DEBUG_RANDOM:
+    if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED)
             return TextEncoder(_debug().tiny_tokenizer(), _finish(_debug().tiny_text_encoder(), device))
@@ -130,7 +132,7 @@ def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> 
 def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1Components:
     """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json)."""
     prediction = "velocity"
-    if source == DEBUG_RANDOM:
+    if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 1)
             transformer = _debug().tiny_stage1_transformer()
@@ -191,11 +193,13 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
     widen: give a stock DiT the concat input channels (zero-initialised), the start of training.
     """
     prediction = "velocity"
-    if source == DEBUG_RANDOM:
+    if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 2)
-            vae = _debug().tiny_vae_22()
-            transformer = _debug().tiny_stage2_transformer()
+            if source == DEBUG_RANDOM:
+                vae, transformer = _debug().tiny_vae_22(), _debug().tiny_stage2_transformer()
+            else:
+                vae, transformer = PixelCodec(**_debug().BENCH_CODEC), _debug().bench_stage2_transformer()
     else:
         source = resolve(source)
         vae = _load_vae(source, "Stage II VAE")
@@ -210,7 +214,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
         prediction = read_prediction(folder)
     z = vae.config.z_dim
     in_ch = transformer.config.in_channels
-    if concat and in_ch == z and checkpoint is None and (widen or source == DEBUG_RANDOM):
+    if concat and in_ch == z and checkpoint is None and (widen or source in IN_CODE):
         widen_patch_embedding(transformer, z)  # an untrained refiner: equals the base model
         in_ch = 2 * z
     expected = 2 * z if concat else z

@@ -79,7 +79,7 @@ def tiny_vae_22() -> AutoencoderKLWan:
 def _tiny_dit(**kw) -> WanTransformer3DModel:
     base = dict(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, text_dim=TEXT_DIM,
-        freq_dim=32, ffn_dim=48, num_layers=2, cross_attn_norm=True, rope_max_seq_len=64,
+        freq_dim=32, ffn_dim=48, num_layers=2, cross_attn_norm=True, rope_max_seq_len=1024,
     )
     return WanTransformer3DModel(**{**base, **kw}).eval()
 
@@ -92,6 +92,19 @@ def tiny_stage1_transformer() -> WanTransformer3DModel:
 def tiny_stage2_transformer() -> WanTransformer3DModel:
     """TI2V-5B-style (text only, z=STAGE2_Z in/out), the base of both Stage II modes."""
     return _tiny_dit(in_channels=STAGE2_Z, out_channels=STAGE2_Z)
+
+
+# `bench-cpu`'s VAE: a fixed projected codec with Wan2.2's latent density (48 channels per 4x16x16 pixels),
+# so a benchmark times the DiT, not a CPU-bound VAE, and whole-clip latents are as small as at full size.
+BENCH_CODEC = dict(scale_factor_spatial=16, scale_factor_temporal=4, projected_dim=48)
+
+
+def bench_stage2_transformer() -> WanTransformer3DModel:
+    """`bench-cpu`'s Stage II: wide and deep enough that attention and MLPs dominate a call, as at full size
+    (256 wide, 4 layers, 1024 FFN; patch 1x1x1 over the codec: one token per 16x16 pixels)."""
+    z = BENCH_CODEC["projected_dim"]
+    return _tiny_dit(in_channels=z, out_channels=z, num_attention_heads=4, attention_head_dim=64,
+                     ffn_dim=1024, num_layers=4, freq_dim=64, patch_size=(1, 1, 1))
 
 
 def scheduler() -> FlowMatchEulerDiscreteScheduler:

@@ -53,8 +53,11 @@ class WanVAE:
     def encoder(self) -> StreamingEncoder | CodecWindows:
         return CodecWindows(self, encode=True) if isinstance(self.vae, PixelCodec) else StreamingEncoder(self)
 
-    def decoder(self) -> StreamingDecoder | CodecWindows:
-        return CodecWindows(self, encode=False) if isinstance(self.vae, PixelCodec) else StreamingDecoder(self)
+    def decoder(self, tile: int | None = None, overlap: int = 4) -> StreamingDecoder | TiledDecoder | CodecWindows:
+        """Streaming decoder; `tile` (latent pixels) splits every frame into overlapping spatial tiles."""
+        if isinstance(self.vae, PixelCodec):
+            return CodecWindows(self, encode=False)
+        return StreamingDecoder(self) if tile is None else TiledDecoder(self, tile, overlap)
 
     def encode(self, frames: Tensor) -> Tensor:
         """One-shot encode (B, 3, 1+4k, H, W) in [-1, 1] -> normalised latent mean."""
@@ -120,6 +123,60 @@ class StreamingDecoder:
         if vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=vae.config.patch_size)
         return out.clamp(-1.0, 1.0).float()
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Overlapping [start, end) spans of at most `tile` covering 0..size (one span if it fits)."""
+    if size <= tile:
+        return [(0, size)]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return [(a, a + tile) for a in starts]
+
+
+def _ramp(n: int, lo: int, hi: int) -> Tensor:
+    """Weights over n pixels rising over the first `lo` and falling over the last `hi` (blend overlaps)."""
+    w = torch.ones(n)
+    if lo:
+        w[:lo] = torch.arange(1, lo + 1) / (lo + 1)
+    if hi:
+        w[n - hi :] = torch.minimum(w[n - hi :], torch.arange(hi, 0, -1) / (hi + 1))
+    return w
+
+
+class TiledDecoder:
+    """Streaming decode in overlapping spatial tiles, each with its own causal cache; overlaps are blended
+    linearly. Peak activation memory is one tile's, so 2K decodes on small GPUs; one tile = StreamingDecoder."""
+
+    def __init__(self, vae: WanVAE, tile: int, overlap: int):
+        if not 0 <= overlap < tile:
+            raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
+        self.w, self.tile, self.overlap = vae, tile, overlap
+        self.tiles: list[tuple[tuple[int, int], tuple[int, int], StreamingDecoder]] | None = None
+
+    @torch.no_grad()
+    def __call__(self, z: Tensor) -> Tensor:
+        h, w = z.shape[-2:]
+        if self.tiles is None:
+            self.tiles = [(ys, xs, StreamingDecoder(self.w)) for ys in tile_spans(h, self.tile, self.overlap)
+                          for xs in tile_spans(w, self.tile, self.overlap)]
+        s = self.w.spatial
+        out = total = None
+        for (y0, y1), (x0, x1), decoder in self.tiles:
+            frames = decoder(z[..., y0:y1, x0:x1])
+            if out is None:
+                out = frames.new_zeros((*frames.shape[:3], h * s, w * s))
+                total = frames.new_zeros((h * s, w * s))
+            weight = self._weight(y0, y1, x0, x1, h, w).to(frames.device)
+            out[..., y0 * s : y1 * s, x0 * s : x1 * s] += frames * weight
+            total[y0 * s : y1 * s, x0 * s : x1 * s] += weight
+        return out / total
+
+    def _weight(self, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> Tensor:
+        s, o = self.w.spatial, self.overlap * self.w.spatial
+        wy = _ramp((y1 - y0) * s, o if y0 > 0 else 0, o if y1 < h else 0)
+        wx = _ramp((x1 - x0) * s, o if x0 > 0 else 0, o if x1 < w else 0)
+        return wy[:, None] * wx[None, :]
 
 
 class CodecWindows:

@@ -1,0 +1,139 @@
+"""`swifti2v bench scaling`: wall time and peak memory of CSG versus end-to-end Stage II (`--no-csg`) as
+the clip grows, side by side in one run.
+
+Every measurement is a fresh `swifti2v generate` process (so its peak memory is its own), run in
+interleaved order (CSG, end-to-end, CSG, ... at each length), with the same image, prompt and seed.
+Seconds per stage and the peak come from the run's own sidecar; wall is the process's, imports included.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from swifti2v.errors import UserError
+
+MODES = {"csg": [], "no-csg": ["--no-csg"]}
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    preset: str = "bench-cpu"
+    frames: tuple[int, ...] = (33, 65, 129, 257)
+    repeats: int = 1
+    device: str = "auto"
+    seed: int = 0
+
+
+def _image(path: Path, size: int = 512) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path) -> dict:
+    out = work / f"{mode}-{frames}.mp4"
+    cmd = [sys.executable, "-m", "swifti2v", "generate", "--preset", cfg.preset, "--image", str(image),
+           "--prompt", "the camera pans left", "--frames", str(frames), "--seed", str(cfg.seed),
+           "--device", cfg.device, "--out", str(out), "-q", *MODES[mode]]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise UserError(f"bench run {mode} at {frames} frames failed (exit {proc.returncode}): "
+                        f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
+    info = json.loads(out.with_suffix(".json").read_text())
+    seconds = info["seconds"]
+    memory = info["memory"]
+    return {"frames": frames, "mode": mode, "wall_s": round(wall, 2),
+            "stage2_s": round(seconds.get("stage2", 0.0), 2), "seconds": seconds,
+            "peak_gib": memory.get("peak_allocated_gib", memory.get("peak_rss_gib")), "memory": memory,
+            "largest_window_tokens": info["plan"]["largest_window_tokens"]}
+
+
+def run_scaling(cfg: ScalingConfig, progress: Callable[[str, int, int], None]) -> dict:
+    runs = []
+    total = len(cfg.frames) * len(MODES) * cfg.repeats
+    with tempfile.TemporaryDirectory(prefix="swifti2v-scaling-") as tmp:
+        work = Path(tmp)
+        image = _image(work / "input.png")
+        for _ in range(cfg.repeats):
+            for frames in cfg.frames:
+                for mode in MODES:  # interleaved: the two modes meet the same machine state
+                    runs.append(run_once(cfg, frames, mode, image, work))
+                    progress("bench runs", len(runs), total)
+    return {"config": asdict(cfg), "runs": runs, "table": summarise(runs)}
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per length: medians of each mode and the end-to-end / CSG ratios (> 1: CSG is better)."""
+    rows = []
+    for frames in sorted({r["frames"] for r in runs}):
+        med = {}
+        for mode in MODES:
+            mine = [r for r in runs if r["frames"] == frames and r["mode"] == mode]
+            med[mode] = {k: float(np.median([r[k] for r in mine])) for k in ("wall_s", "stage2_s", "peak_gib")}
+            med[mode]["tokens"] = mine[0]["largest_window_tokens"]
+        c, e = med["csg"], med["no-csg"]
+        rows.append({"frames": frames, "csg": c, "no-csg": e,
+                     "stage2_ratio": round(e["stage2_s"] / c["stage2_s"], 3),
+                     "wall_ratio": round(e["wall_s"] / c["wall_s"], 3),
+                     "peak_ratio": round(e["peak_gib"] / c["peak_gib"], 3)})
+    return rows
+
+
+def to_markdown(result: dict) -> str:
+    rows = result["table"]
+    lines = ["| frames | DiT window tokens CSG / e2e | Stage II s CSG / e2e | wall s CSG / e2e | "
+             "peak GiB CSG / e2e | e2e÷CSG: Stage II, wall, peak |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        c, e = r["csg"], r["no-csg"]
+        lines.append(f"| {r['frames']} | {c['tokens']:,} / {e['tokens']:,} | {c['stage2_s']:.1f} / {e['stage2_s']:.1f}"
+                     f" | {c['wall_s']:.1f} / {e['wall_s']:.1f} | {c['peak_gib']:.3f} / {e['peak_gib']:.3f} | "
+                     f"{r['stage2_ratio']:.2f}×, {r['wall_ratio']:.2f}×, {r['peak_ratio']:.2f}× |")
+    first, last = rows[0]["csg"]["peak_gib"], rows[-1]["csg"]["peak_gib"]
+    lines.append("")
+    lines.append(f"CSG peak at {rows[-1]['frames']} frames / at {rows[0]['frames']} frames: {last / first:.3f}×; "
+                 f"end-to-end: {rows[-1]['no-csg']['peak_gib'] / rows[0]['no-csg']['peak_gib']:.3f}×.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("the scaling plot needs matplotlib: pip install 'swifti2v[bench]'") from None
+    rows = result["table"]
+    frames = [r["frames"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, style, color in (("csg", "o-", "tab:blue"), ("no-csg", "s--", "tab:orange")):
+        label = "CSG (M=3, N=1)" if mode == "csg" else "end-to-end (--no-csg)"
+        axes[0].plot(frames, [r[mode]["stage2_s"] for r in rows], style, color=color, label=f"{label}, Stage II")
+        axes[0].plot(frames, [r[mode]["wall_s"] for r in rows], style, color=color, alpha=0.4,
+                     label=f"{label}, whole run")
+        axes[1].plot(frames, [r[mode]["peak_gib"] for r in rows], style, color=color, label=label)
+    axes[0].set(xlabel="frames", ylabel="seconds", title="time")
+    axes[1].set(xlabel="frames", ylabel="GiB", title="peak memory", ylim=(0, None))
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(frames, [str(f) for f in frames])
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    cfg = result["config"]
+    fig.suptitle(f"swifti2v bench scaling --preset {cfg['preset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Where the weights live while a run goes: the three memory modes, in one place.
+
+    fast      everything on the accelerator for the whole run.
+    balanced  text encoder on the CPU (only the prompt's real tokens are encoded); each stage's models are
+              on the accelerator only while that stage runs (Stage I's 14B leaves before Stage II); the
+              Stage II decode runs in spatial tiles.
+    low       balanced, plus: both DiTs stored in fp8 (e4m3, computed in bf16, layer by layer); Stage I's
+              DiT streamed from CPU memory block by block with prefetch on a side stream; the VAE in bf16
+              and smaller decode tiles. For 24 GB cards at 2K (docs/benchmarks.md has the prediction).
+
+On the CPU "the accelerator" is the CPU itself: moves are no-ops, the rest still applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from swifti2v.config import MEMORY_MODES
+from swifti2v.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Placement:
+    text_on_cpu: bool
+    offload_idle: bool  # a stage's models leave the accelerator when the stage ends
+    fp8: tuple[str, ...]  # DiTs ("stage1", "stage2") stored in float8_e4m3fn, computed in the run's dtype
+    streamed: tuple[str, ...]  # DiTs kept in CPU memory, streamed block by block (group offload + prefetch)
+    vae_dtype: torch.dtype
+    decode_tile: int | None  # Stage II decode tile, in latent pixels (None: whole frames)
+    tile_overlap: int = 4
+
+
+PLACEMENTS = {
+    "fast": Placement(text_on_cpu=False, offload_idle=False, fp8=(), streamed=(), vae_dtype=torch.float32,
+                      decode_tile=None),
+    "balanced": Placement(text_on_cpu=True, offload_idle=True, fp8=(), streamed=(), vae_dtype=torch.float32,
+                          decode_tile=48),
+    "low": Placement(text_on_cpu=True, offload_idle=True, fp8=("stage1", "stage2"), streamed=("stage1",),
+                     vae_dtype=torch.bfloat16, decode_tile=24),
+}
+
+
+def get_placement(mode: str) -> Placement:
+    if mode not in PLACEMENTS:
+        raise UserError(f"--memory-mode {mode!r} is unknown; use one of {', '.join(MEMORY_MODES)}")
+    return PLACEMENTS[mode]
+
+
+def load_device(p: Placement, device: torch.device, part: str) -> torch.device:
+    """Where a component is loaded: the CPU when it will be moved (or streamed) later."""
+    if part == "text":
+        return torch.device("cpu") if p.text_on_cpu else device
+    return torch.device("cpu") if p.offload_idle else device
+
+
+def store_fp8(transformer: torch.nn.Module, compute_dtype: torch.dtype) -> None:
+    """Weights in float8_e4m3fn, each layer upcast to `compute_dtype` for its forward (diffusers hooks).
+    Norms, embeddings and the modulation tables stay in their dtype (diffusers' default skip list)."""
+    transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+
+
+def stream_blocks(transformer: torch.nn.Module, device: torch.device) -> None:
+    """Keep the weights in CPU memory; each block is copied in just before it runs, the next one
+    prefetched on a side stream (CUDA), and dropped after (diffusers group offloading)."""
+    cuda = device.type == "cuda"
+    transformer.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                     offload_type="block_level", num_blocks_per_group=1, use_stream=cuda,
+                                     non_blocking=cuda)
+    transformer._swifti2v_streamed = True  # the adapter keeps to diffusers' own forward for it
+
+
+class Placer:
+    """Applies a Placement to loaded components and moves each stage's models in and out."""
+
+    def __init__(self, placement: Placement, device: torch.device, dtype: torch.dtype):
+        self.p, self.device, self.dtype = placement, device, dtype
+
+    def prepare(self, comps) -> None:
+        """fp8 storage and block streaming, once after loading."""
+        for stage, models in (("stage1", self._stage_dits(comps, "stage1")),
+                              ("stage2", self._stage_dits(comps, "stage2"))):
+            for model in models:
+                if stage in self.p.fp8:
+                    store_fp8(model, self.dtype)
+                if stage in self.p.streamed:
+                    stream_blocks(model, self.device)
+        for vae in self._vaes(comps):
+            torch.nn.Module.to(vae, self.p.vae_dtype)  # (diffusers warns about fp32 modules; a VAE has none)
+
+    @contextmanager
+    def stage(self, comps, name: str) -> Iterator[None]:
+        """The models of stage `name` ("stage1", "reference", "stage2") on the device while it runs."""
+        modules = self._modules(comps, name)
+        self._move(modules, self.device)
+        try:
+            yield
+        finally:
+            if self.p.offload_idle:
+                self._move(modules, torch.device("cpu"))
+
+    def _move(self, modules: list[torch.nn.Module], device: torch.device) -> None:
+        for m in modules:
+            if not getattr(m, "_swifti2v_streamed", False):
+                m.to(device)
+        if device.type == "cpu" and self.device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the freed blocks back before the next stage allocates
+
+    def dits(self, comps) -> list[torch.nn.Module]:
+        return self._stage_dits(comps, "stage1") + self._stage_dits(comps, "stage2")
+
+    @staticmethod
+    def _stage_dits(comps, stage: str) -> list[torch.nn.Module]:
+        if stage == "stage2":
+            return [comps.stage2.transformer]
+        if comps.stage1 is None:
+            return []
+        return [m for m in (comps.stage1.transformer, comps.stage1.transformer_2) if m is not None]
+
+    @staticmethod
+    def _vaes(comps) -> list[torch.nn.Module]:
+        vaes = [comps.stage2.vae.vae] + ([comps.stage1.vae.vae] if comps.stage1 is not None else [])
+        return [v for v in vaes if any(True for _ in v.parameters())]  # the fixed codec has no weights
+
+    def _modules(self, comps, name: str) -> list[torch.nn.Module]:
+        s1 = comps.stage1
+        if name == "stage1":
+            encoder = s1.pipe.image_encoder
+            return self._stage_dits(comps, "stage1") + [s1.vae.vae] + ([encoder] if encoder is not None else [])
+        if name == "reference":
+            return ([s1.vae.vae] if s1 is not None else []) + [comps.stage2.vae.vae]
+        return [comps.stage2.transformer, comps.stage2.vae.vae]
