@@ -16,7 +16,7 @@ from swifti2v.models.components import Components, load_stage1, load_stage2, loa
 from swifti2v.models.lora import load_lightx2v_lora
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
-from swifti2v.models.vae import WanVAE, frame_windows
+from swifti2v.models.vae import WanVAE, decode_tile_major, frame_windows
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
@@ -115,18 +115,24 @@ def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: tor
                      timer: StageTimer, progress: Progress) -> None:
     plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
     progress("stage2 segments", 0, len(plan))
-    placement = get_placement(s.cfg.memory_mode)
+    p = get_placement(s.cfg.memory_mode)
     with media.VideoWriter(out, s.cfg.video.fps) as writer, s.placer.stage(comps, "stage2"):
-        on_segment = SegmentWriter(comps.stage2.vae, writer, timer, placement.decode_tile, placement.tile_overlap)
+        streaming = p.decode_order == "segment"
+        write_segment = SegmentWriter(comps.stage2.vae, writer, timer, p.decode_tile, p.tile_overlap)
 
         def on_segment_done(seg: Segment, latents: torch.Tensor) -> None:
-            on_segment(seg, latents)
+            if streaming:
+                write_segment(seg, latents)
             progress("stage2 segments", seg.index + 1, len(plan))
 
         with timer("stage2"):
-            add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
-                       on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n))
-    timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0)  # report decode separately
+            latents = add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
+                                 on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n))
+        timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0)  # report decode separately
+        if not streaming:
+            with timer("decode"):
+                frames = decode_tile_major(comps.stage2.vae, latents, p.decode_tile, p.tile_overlap)
+            writer.write(frames)
 
 
 def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Path,

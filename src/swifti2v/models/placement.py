@@ -1,12 +1,15 @@
 """Where the weights live while a run goes: the three memory modes, in one place.
 
-    fast      everything on the accelerator for the whole run.
+    fast      everything on the accelerator for the whole run; segments decoded as they finish.
     balanced  text encoder on the CPU (only the prompt's real tokens are encoded); each stage's models are
-              on the accelerator only while that stage runs (Stage I's 14B leaves before Stage II); the
-              Stage II decode runs in spatial tiles.
+              on the accelerator only while that stage runs (Stage I's 14B leaves before Stage II);
+              segments decoded as they finish, in spatial tiles.
     low       balanced, plus: both DiTs stored in fp8 (e4m3, computed in bf16, layer by layer); Stage I's
-              DiT streamed from CPU memory block by block with prefetch on a side stream; the VAE in bf16
-              and smaller decode tiles. For 24 GB cards at 2K (docs/benchmarks.md has the prediction).
+              DiT streamed from CPU memory block by block with prefetch on a side stream; Stage II decoded
+              at the end tile by tile into CPU memory, so one tile's causal cache is alive, not a whole
+              frame's (~12 GiB in bf16 at 2K). For 24 GB cards (docs/benchmarks.md has the prediction).
+
+VAEs run in the run's dtype (bf16 on GPUs).
 
 On the CPU "the accelerator" is the CPU itself: moves are no-ops, the rest still applies.
 """
@@ -32,18 +35,16 @@ class Placement:
     offload_idle: bool  # a stage's models leave the accelerator when the stage ends
     fp8: tuple[str, ...]  # DiTs ("stage1", "stage2") stored in float8_e4m3fn, computed in the run's dtype
     streamed: tuple[str, ...]  # DiTs kept in CPU memory, streamed block by block (group offload + prefetch)
-    vae_dtype: torch.dtype
     decode_tile: int | None  # Stage II decode tile, in latent pixels (None: whole frames)
-    tile_overlap: int = 4
+    decode_order: str = "segment"  # "segment": as segments finish; "tile": at the end, one tile at a time
+    tile_overlap: int = 2
 
 
 PLACEMENTS = {
-    "fast": Placement(text_on_cpu=False, offload_idle=False, fp8=(), streamed=(), vae_dtype=torch.float32,
-                      decode_tile=None),
-    "balanced": Placement(text_on_cpu=True, offload_idle=True, fp8=(), streamed=(), vae_dtype=torch.float32,
-                          decode_tile=48),
+    "fast": Placement(text_on_cpu=False, offload_idle=False, fp8=(), streamed=(), decode_tile=None),
+    "balanced": Placement(text_on_cpu=True, offload_idle=True, fp8=(), streamed=(), decode_tile=44),
     "low": Placement(text_on_cpu=True, offload_idle=True, fp8=("stage1", "stage2"), streamed=("stage1",),
-                     vae_dtype=torch.bfloat16, decode_tile=24),
+                     decode_tile=32, decode_order="tile"),
 }
 
 
@@ -92,7 +93,7 @@ class Placer:
                 if stage in self.p.streamed:
                     stream_blocks(model, self.device)
         for vae in self._vaes(comps):
-            torch.nn.Module.to(vae, self.p.vae_dtype)  # (diffusers warns about fp32 modules; a VAE has none)
+            torch.nn.Module.to(vae, self.dtype)  # (diffusers warns about fp32 modules; a VAE has none)
 
     @contextmanager
     def stage(self, comps, name: str) -> Iterator[None]:

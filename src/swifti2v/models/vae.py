@@ -9,6 +9,7 @@ multiples of 4. Latents here are always normalised: (z - mean) / std.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -126,12 +127,12 @@ class StreamingDecoder:
 
 
 def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """Overlapping [start, end) spans of at most `tile` covering 0..size (one span if it fits)."""
+    """The fewest [start, end) spans of length `tile`, evenly spread over 0..size, neighbours overlapping by
+    at least `overlap` (one span if it fits)."""
     if size <= tile:
         return [(0, size)]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return [(a, a + tile) for a in starts]
+    n = math.ceil((size - overlap) / (tile - overlap))
+    return [(a, a + tile) for a in (round(i * (size - tile) / (n - 1)) for i in range(n))]
 
 
 def _ramp(n: int, lo: int, hi: int) -> Tensor:
@@ -144,39 +145,81 @@ def _ramp(n: int, lo: int, hi: int) -> Tensor:
     return w
 
 
+Tile = tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]  # rows, cols, overlaps t/b/l/r
+
+
+def _overlaps(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For each span, how far it overlaps the previous and the next one."""
+    return [(spans[i - 1][1] - a if i else 0, b - spans[i + 1][0] if i + 1 < len(spans) else 0)
+            for i, (a, b) in enumerate(spans)]
+
+
+def _tiles(h: int, w: int, tile: int, overlap: int) -> list[Tile]:
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
+    rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    return [(ys, xs, (*oy, *ox)) for ys, oy in zip(rows, _overlaps(rows), strict=True)
+            for xs, ox in zip(cols, _overlaps(cols), strict=True)]
+
+
+def _blend_weight(vae: WanVAE, tile: Tile) -> Tensor:
+    """Pixel weights of one tile: linear ramps across its overlaps with its neighbours, 1 elsewhere."""
+    (y0, y1), (x0, x1), (top, bottom, left, right) = tile
+    s = vae.spatial
+    wy = _ramp((y1 - y0) * s, top * s, bottom * s)
+    wx = _ramp((x1 - x0) * s, left * s, right * s)
+    return wy[:, None] * wx[None, :]
+
+
+def _accumulate(out: Tensor | None, total: Tensor | None, frames: Tensor, vae: WanVAE, tile: Tile, h: int,
+                w: int) -> tuple[Tensor, Tensor]:
+    """Add one decoded tile into the frame buffer `out` with its blend weight (summed in `total`)."""
+    (y0, y1), (x0, x1), _ = tile
+    s = vae.spatial
+    if out is None:
+        out = frames.new_zeros((*frames.shape[:3], h * s, w * s))
+        total = frames.new_zeros((h * s, w * s))
+    weight = _blend_weight(vae, tile).to(frames.device)
+    out[..., y0 * s : y1 * s, x0 * s : x1 * s] += frames * weight
+    total[y0 * s : y1 * s, x0 * s : x1 * s] += weight
+    return out, total
+
+
 class TiledDecoder:
     """Streaming decode in overlapping spatial tiles, each with its own causal cache; overlaps are blended
     linearly. Peak activation memory is one tile's, so 2K decodes on small GPUs; one tile = StreamingDecoder."""
 
     def __init__(self, vae: WanVAE, tile: int, overlap: int):
-        if not 0 <= overlap < tile:
-            raise ValueError(f"tile overlap {overlap} must be in [0, tile={tile})")
         self.w, self.tile, self.overlap = vae, tile, overlap
-        self.tiles: list[tuple[tuple[int, int], tuple[int, int], StreamingDecoder]] | None = None
+        self.decoders: dict[tuple, StreamingDecoder] = {}
 
     @torch.no_grad()
     def __call__(self, z: Tensor) -> Tensor:
         h, w = z.shape[-2:]
-        if self.tiles is None:
-            self.tiles = [(ys, xs, StreamingDecoder(self.w)) for ys in tile_spans(h, self.tile, self.overlap)
-                          for xs in tile_spans(w, self.tile, self.overlap)]
-        s = self.w.spatial
         out = total = None
-        for (y0, y1), (x0, x1), decoder in self.tiles:
-            frames = decoder(z[..., y0:y1, x0:x1])
-            if out is None:
-                out = frames.new_zeros((*frames.shape[:3], h * s, w * s))
-                total = frames.new_zeros((h * s, w * s))
-            weight = self._weight(y0, y1, x0, x1, h, w).to(frames.device)
-            out[..., y0 * s : y1 * s, x0 * s : x1 * s] += frames * weight
-            total[y0 * s : y1 * s, x0 * s : x1 * s] += weight
+        for tile in _tiles(h, w, self.tile, self.overlap):
+            (y0, y1), (x0, x1), _ = tile
+            decoder = self.decoders.setdefault((y0, y1, x0, x1), StreamingDecoder(self.w))
+            out, total = _accumulate(out, total, decoder(z[..., y0:y1, x0:x1]), self.w, tile, h, w)
         return out / total
 
-    def _weight(self, y0: int, y1: int, x0: int, x1: int, h: int, w: int) -> Tensor:
-        s, o = self.w.spatial, self.overlap * self.w.spatial
-        wy = _ramp((y1 - y0) * s, o if y0 > 0 else 0, o if y1 < h else 0)
-        wx = _ramp((x1 - x0) * s, o if x0 > 0 else 0, o if x1 < w else 0)
-        return wy[:, None] * wx[None, :]
+
+@torch.no_grad()
+def decode_tile_major(vae: WanVAE, z: Tensor, tile: int, overlap: int, out_device: str = "cpu") -> Tensor:
+    """Decode a whole clip tile by tile, each tile streamed through every block with its own causal cache,
+    into a frame buffer on `out_device`. Equals TiledDecoder block by block, but only one tile's cache is
+    ever alive on the accelerator (at 2K a whole frame's cache is ~12 GiB in bf16, docs/benchmarks.md)."""
+    h, w = z.shape[-2:]
+    if isinstance(vae.vae, PixelCodec):
+        return vae.decoder()(z).to(out_device)
+    out = total = None
+    for t in _tiles(h, w, tile, overlap):
+        (y0, y1), (x0, x1), _ = t
+        decoder = StreamingDecoder(vae)
+        frames = torch.cat([decoder(z[:, :, b : b + 1, y0:y1, x0:x1]).to(out_device) for b in range(z.shape[2])],
+                           dim=2)
+        out, total = _accumulate(out, total, frames, vae, t, h, w)
+    return out / total
 
 
 class CodecWindows:
