@@ -14,7 +14,8 @@ kernel keeps no L x L matrix; its workspace (the per-row softmax statistics) is 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -91,7 +92,9 @@ class _FlashAttention(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class _LiveBytes(TorchDispatchMode):
+class LiveBytes(TorchDispatchMode):
+    """Bytes of tensors created under it and still referenced (`live`), and the most ever (`peak`)."""
+
     def __init__(self):
         super().__init__()
         self.live = self.peak = 0
@@ -120,10 +123,16 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
 
+@contextmanager
+def tracing() -> Iterator[LiveBytes]:
+    """Follow live bytes (meta tensors, no grad, attention as a fused kernel) inside the block."""
+    tracker = LiveBytes()
+    with torch.no_grad(), _FlashAttention(), tracker:
+        yield tracker
+
+
 def trace_peak(fn: Callable[[], object]) -> int:
     """Peak bytes of the tensors created while `fn` runs (inputs and weights excluded); meta tensors."""
-    tracker = _LiveBytes()
-    with torch.no_grad(), _FlashAttention(), tracker:
-        result = fn()
-    del result
+    with tracing() as tracker:
+        fn()
     return tracker.peak

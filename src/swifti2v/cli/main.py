@@ -174,6 +174,21 @@ def _bench_parsers(sub) -> None:
     s.add_argument("--out", default="outputs/bench/scaling", help="writes OUT.json, OUT.md and OUT.png")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    c = bsub.add_parser("cost", help="FLOPs, memory and predicted seconds per stage, from the model configs alone",
+                        description="Counts every DiT call of a run (closed-form FLOPs from the config; activations "
+                        "traced on the meta device), the VAEs, weights per memory mode, for CSG, end-to-end Stage II "
+                        "and an end-to-end baseline (the Stage I model at the target size, 50 steps, CFG). Needs "
+                        "no weights and no GPU; seconds are a prediction.")
+    c.add_argument("--preset", default="wan-2k-refine", help="the run to cost (default wan-2k-refine)")
+    c.add_argument("--frames", default=None, help="clip lengths, 4k+1, comma-separated (default: the preset's)")
+    c.add_argument("--peak-tflops", type=float, default=790.0,
+                   help="accelerator dense bf16 TFLOP/s (default 790, an H200 as measured)")
+    c.add_argument("--efficiency", type=float, default=0.45,
+                   help="share of the peak assumed sustained, for the predicted seconds (default 0.45)")
+    c.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    c.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
+    c.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
     try:
@@ -199,6 +214,8 @@ def _write_result(out_arg: str, result: dict, table: str) -> Path:
 def _run_bench(args: argparse.Namespace, progress) -> int:
     if args.bench == "scaling":
         return _run_scaling(args, progress)
+    if args.bench == "cost":
+        return _run_cost(args)
     from swifti2v.bench.fidelity import ABLATION_MODEL, FidelityConfig, run_fidelity, to_markdown
 
     steps = _int_list("--steps", args.steps)
@@ -210,6 +227,26 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
     result = run_fidelity(cfg, progress)
     out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")
+    return 0
+
+
+def _run_cost(args: argparse.Namespace) -> int:
+    from swifti2v.bench.cost import CostConfig, run_cost, to_markdown
+
+    frames = (None,) if args.frames is None else _int_list("--frames", args.frames)
+    if args.peak_tflops <= 0 or not 0 < args.efficiency <= 1:
+        raise UserError("--peak-tflops must be positive and --efficiency in (0, 1]")
+    results = [run_cost(CostConfig(preset=args.preset, frames=f, peak_tflops=args.peak_tflops,
+                                   efficiency=args.efficiency)) for f in frames]
+    table = "\n".join(to_markdown(r) for r in results)
+    if args.out:
+        from swifti2v.files import atomic_write_json, atomic_write_text
+
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out.with_suffix(".json"), results)
+        atomic_write_text(out.with_suffix(".md"), table)
+    print(json.dumps(results, indent=2) if args.json else table, end="" if not args.json else "\n")
     return 0
 
 

@@ -1,0 +1,97 @@
+"""The cost model: closed-form FLOPs against torch's FLOP counter, the meta-device memory tracer, and
+the 2K predictions docs/benchmarks.md publishes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from swifti2v.bench.cost import CostConfig, run_cost, to_markdown
+from swifti2v.bench.counting import DiTCall, dit_flops, measured_flops, trace_peak
+from swifti2v.models import debug, specs
+from swifti2v.models.adapter import token_timesteps
+from swifti2v.models.modulation import frame_modulated_forward
+
+
+def _forward(model, call: DiTCall, timesteps: str, device="cpu", dtype=torch.float32):
+    c = model.config
+    x = torch.randn(1, c.in_channels, call.frames, call.height, call.width, device=device, dtype=dtype)
+    text = torch.randn(1, call.text_tokens, c.text_dim, device=device, dtype=dtype)
+    image = (torch.randn(1, call.image_tokens, c.image_dim, device=device, dtype=dtype)
+             if call.image_tokens else None)
+    frame_t = torch.full((1, call.frames), 500.0, device=device)
+    frame_t[:, 0] = 0.0
+    if timesteps == "frame":
+        return lambda: frame_modulated_forward(model, x, frame_t, text, image)
+    p = c.patch_size
+    t = (token_timesteps(frame_t, (call.height // p[1]) * (call.width // p[2])) if timesteps == "token"
+         else torch.tensor([500.0], device=device))
+    return lambda: model(hidden_states=x, timestep=t, encoder_hidden_states=text, encoder_hidden_states_image=image,
+                         return_dict=False)
+
+
+@pytest.mark.parametrize("build", ["tiny_stage1_transformer", "tiny_stage2_transformer", "bench_stage2_transformer"])
+@pytest.mark.parametrize("timesteps", ["uniform", "frame", "token"])
+def test_closed_form_flops_equal_torch_flop_counter_on_cpu(build, timesteps):
+    torch.manual_seed(0)
+    model = getattr(debug, build)()
+    cfg = dict(model.config)
+    call = DiTCall(5, 8, 12, text_tokens=7, image_tokens=4 if cfg.get("image_dim") else 0,
+                   mixed_timesteps=timesteps != "uniform")
+    counted = measured_flops(_forward(model, call, timesteps))
+    assert dit_flops(cfg, call, per_frame_modulation=timesteps != "token")["total"] == counted
+
+
+@pytest.mark.parametrize("cfg,image", [(specs.WAN22_TI2V_5B, 0), (specs.WAN21_I2V_14B, specs.CLIP_TOKENS)])
+def test_closed_form_flops_equal_counter_at_full_size_on_meta(cfg, image):
+    model = specs.meta_transformer(cfg)
+    call = DiTCall(5, 88, 160, image_tokens=image, mixed_timesteps=True)  # a 2K CSG window: 17,600 tokens
+    assert call.tokens(cfg) == 17_600
+    counted = measured_flops(_forward(model, call, "frame", "meta", torch.bfloat16))
+    assert dit_flops(cfg, call)["total"] == counted
+    assert specs.param_count(model) == pytest.approx(16.39e9 if image else 5.0e9, rel=0.01)
+
+
+def test_trace_peak_counts_live_tensors_and_views_once():
+    def work():
+        a = torch.empty(1000, device="meta")  # 4,000 bytes
+        b = a + 1  # 8,000 live
+        view = b[:10]  # a view: no new bytes
+        del a, b  # b's storage lives on in the view
+        c = view * 2  # 4,000 (view's storage) + 40
+        return c
+
+    assert trace_peak(work) == 8000
+
+
+def test_per_frame_modulation_saves_the_per_token_tensor_at_2k():
+    r = run_cost(CostConfig(preset="wan-2k-refine"))
+    window = r["rows"]["stage2"]
+    assert window["tokens_per_call"] == 17_600 and window["calls"] == 7 * 8
+    d = 3072
+    assert window["per_token_modulation_gib"] * 2**30 >= 17_600 * 6 * d * 4, "at least the fp32 (B, L, 6, D) tensor"
+    modes = r["memory_modes"]
+    assert modes["low"]["peak"] <= 22.0 < modes["balanced"]["peak"] < modes["fast"]["peak"]
+    t = r["totals"]
+    assert t["swifti2v"]["tflop"] < t["swifti2v_end_to_end_stage2"]["tflop"] < t["baseline"]["tflop"] / 100
+    assert "| low |" in to_markdown(r)
+
+
+def test_csg_costs_less_than_end_to_end_for_long_clips_on_bench_cpu():
+    short, long = (run_cost(CostConfig(preset="bench-cpu", frames=f))["rows"] for f in (33, 257))
+    assert short["stage2"]["tflop"] > short["stage2_end_to_end"]["tflop"], "context overhead at 33 frames"
+    assert long["stage2"]["tflop"] < 0.5 * long["stage2_end_to_end"]["tflop"]
+    assert long["stage2"]["activations_gib"] == pytest.approx(short["stage2"]["activations_gib"])
+
+
+def test_bench_cost_cli_prints_json():
+    out = subprocess.run([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
+                          "--frames", "9,25"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert [r["video"]["frames"] for r in results] == [9, 25]
+    bad = subprocess.run([sys.executable, "-m", "swifti2v", "bench", "cost", "--frames", "80"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "77 or 81" in bad.stderr
