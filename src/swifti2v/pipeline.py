@@ -64,8 +64,7 @@ def resolve_lora(spec: str) -> Path:
 
 
 def load_components(s: Setup, with_stage1: bool) -> Components:
-    """Load every model where the memory mode wants it, then apply fp8 storage, block streaming, the
-    attention backend and torch.compile."""
+    """Load every model where the memory mode wants it, then prepare them (`prepare_components`)."""
     c, placement = s.cfg, get_placement(s.cfg.memory_mode)
     text_source = c.stage1.model if with_stage1 else c.stage2.model
     models_on = load_device(placement, s.device, "models")
@@ -77,10 +76,15 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
     if with_stage1 and c.stage1.lora:
         report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
         comps.lora_summary = report.summary()
+    return prepare_components(s, comps)
+
+
+def prepare_components(s: Setup, comps: Components) -> Components:
+    """fp8 storage and block streaming (memory mode), attention backend, torch.compile; once per load."""
     s.placer.prepare(comps)
     for dit in s.placer.dits(comps):
-        set_attention(dit, c.attention)
-        if c.compile:
+        set_attention(dit, s.cfg.attention)
+        if s.cfg.compile:
             compile_blocks(dit)
     return comps
 
@@ -197,6 +201,9 @@ def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prom
 
 def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: dict) -> dict:
     """OUT.json: resolved config, inputs, segment plan, seconds per stage, peak memory (atomic write)."""
+    memory = peak_memory(s.device)
+    if timer.peaks_gib:  # the timer resets CUDA's peak counter per stage: the run's peak is the largest
+        memory["peak_allocated_gib"] = max(memory["peak_allocated_gib"], *timer.peaks_gib.values())
     info = {
         "output": out.name,
         "inputs": inputs,
@@ -206,7 +213,8 @@ def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: 
         "latent_shape": list(latent_shape),
         "plan": describe_plan(s.cfg),
         "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},
-        "memory": {k: round(x, 3) for k, x in peak_memory(s.device).items()},
+        "memory": {k: round(x, 3) for k, x in memory.items()},
+        "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
     }
     atomic_write_json(out.with_suffix(".json"), info)
     return info

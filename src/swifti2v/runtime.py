@@ -52,21 +52,37 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 
 class StageTimer:
-    """Wall seconds per named stage (synchronising CUDA at the boundaries)."""
+    """Wall seconds per named stage (synchronising CUDA at the boundaries) and, on CUDA, the peak memory
+    allocated inside each stage (nested stages fold their peaks into the enclosing ones)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {}
+        self.peaks_gib: dict[str, float] = {}
+        self._open: list[str] = []
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self._sync()
+        self._fold_peak()
+        self._open.append(name)
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self._sync()
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self._fold_peak()
+            self._open.pop()
+
+    def _fold_peak(self) -> None:
+        """Credit the peak since the last reset to every open stage, then start a new window."""
+        if self.device.type != "cuda":
+            return
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+        for name in self._open:
+            self.peaks_gib[name] = max(self.peaks_gib.get(name, 0.0), peak)
+        torch.cuda.reset_peak_memory_stats(self.device)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

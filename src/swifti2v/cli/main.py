@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from swifti2v.config import SAMPLERS, STAGE2_MODES, RunConfig
+from swifti2v.config import MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
 from swifti2v.presets import BUNDLED, DEFAULT_PRESET, PRESETS, get_preset
@@ -142,7 +142,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def _bench_parsers(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks: fidelity, scaling (CSG vs end-to-end), cost model")
+    b = sub.add_parser("bench", help="benchmarks: fidelity, scaling (CSG vs end-to-end), cost model, GPU")
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=Parser)
     f = bsub.add_parser("fidelity", help="PSNR/SSIM/seams of Stage II vs ground truth, with ablations, side by side",
                         description="Held-out procedural camera clips with ground truth (seeds and photographs "
@@ -189,6 +189,20 @@ def _bench_parsers(sub) -> None:
     c.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     c.add_argument("-q", "--quiet", action="store_true", help="no info logs")
 
+    g = bsub.add_parser("gpu", help="the 2K run on a CUDA GPU with full-size random-weight models, per memory mode",
+                        description="Stage I 14B at 640x352x81 (4 steps), hybrid reference, Stage II 5B CSG at "
+                        "2560x1408x81, 2K decode and mp4, through `generate`, for each memory mode; then end-to-end "
+                        "Stage II as far as memory allows and the installed attention backends against SDPA. "
+                        "Weights are random: time and memory do not depend on them.")
+    g.add_argument("--modes", default=",".join(MEMORY_MODES), help="memory modes to run (default all)")
+    g.add_argument("--scale", choices=("full", "debug"), default="full",
+                   help="full: Wan 14B + 5B at 2K (needs CUDA); debug: debug-random sizes, any device")
+    g.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end Stage II run")
+    g.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
+    g.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    g.add_argument("--out", default="outputs/bench/gpu", help="writes OUT.json and OUT.md")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
     try:
@@ -216,6 +230,8 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
         return _run_scaling(args, progress)
     if args.bench == "cost":
         return _run_cost(args)
+    if args.bench == "gpu":
+        return _run_gpu(args, progress)
     from swifti2v.bench.fidelity import ABLATION_MODEL, FidelityConfig, run_fidelity, to_markdown
 
     steps = _int_list("--steps", args.steps)
@@ -227,6 +243,20 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
     result = run_fidelity(cfg, progress)
     out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")
+    return 0
+
+
+def _run_gpu(args: argparse.Namespace, progress) -> int:
+    from swifti2v.bench.gpu import GpuBenchConfig, run_gpu_bench, to_markdown
+
+    modes = tuple(args.modes.split(","))
+    unknown = [m for m in modes if m not in MEMORY_MODES]
+    if unknown:
+        raise UserError(f"--modes {','.join(unknown)} unknown; use some of {','.join(MEMORY_MODES)}")
+    result = run_gpu_bench(GpuBenchConfig(scale=args.scale, modes=modes, end_to_end=not args.no_end_to_end,
+                                          device=args.device, compile=args.compile), progress)
+    out = _write_result(args.out, result, to_markdown(result))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -28,7 +28,7 @@ class PositionalRotaryPosEmbed(WanRotaryPosEmbed):
             raise ValueError(f"{len(self.positions)} RoPE positions for {ppf} latent frames")
         if max(self.positions) >= self.max_seq_len:
             raise ValueError(f"RoPE position {max(self.positions)} exceeds rope_max_seq_len {self.max_seq_len}")
-        frame_index = torch.as_tensor(self.positions, device=self.freqs_cos.device)
+        frame_index = torch.tensor(self.positions).to(self.freqs_cos.device, non_blocking=True)  # no host sync
         out = []
         for table in (self.freqs_cos, self.freqs_sin):
             t, h, w = table.split([self.t_dim, self.h_dim, self.w_dim], dim=1)
