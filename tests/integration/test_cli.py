@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from swifti2v.media import VideoWriter, probe_video
+from swifti2v.presets import PRESETS
 
 
 def swifti2v(*args, cwd=None):
@@ -57,10 +58,15 @@ def test_plan_json_needs_no_weights():
 
 def test_presets_and_help():
     r = swifti2v("presets")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 4
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == len(PRESETS)
     for cmd in ("generate", "refine", "plan"):
         r = swifti2v(cmd, "--help")
         assert r.returncode == 0 and "--segment-blocks" in r.stdout
+    for cmd in ("generate", "refine"):
+        r = swifti2v(cmd, "--help")
+        assert all(flag in r.stdout for flag in ("--memory-mode", "--attention", "--compile"))
+    for bench in ("fidelity", "scaling", "cost", "gpu"):
+        assert swifti2v("bench", bench, "--help").returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from swifti2v.config import MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
+from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
 from swifti2v.presets import BUNDLED, DEFAULT_PRESET, PRESETS, get_preset
@@ -56,6 +56,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--device", help="auto (default), cpu or cuda[:N]")
     o.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"),
                    help="DiT compute dtype (auto: bf16 on GPU, fp32 on CPU)")
+    o.add_argument("--memory-mode", choices=MEMORY_MODES,
+                   help="fast: everything on the GPU; balanced (default): text encoder on CPU, one stage on the GPU "
+                   "at a time, tiled decode; low: + fp8 weights, Stage I streamed block by block, tile-by-tile "
+                   "decode at the end (2K on 24 GB cards); see docs/benchmarks.md")
+    o.add_argument("--attention", choices=ATTENTION_BACKENDS,
+                   help="attention kernel: sdpa (default, PyTorch), flash, flash3, sage, flex (when installed)")
+    o.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the DiT blocks (one graph for every CSG window; pays off on long runs)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
@@ -341,7 +349,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
                         "(or --mode refine for the zero-shot refiner)")
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
-                dtype=get("dtype"))
+                dtype=get("dtype"), memory_mode=get("memory_mode"), attention=get("attention"),
+                compile=get("compile"))
 
 
 class TqdmProgress:

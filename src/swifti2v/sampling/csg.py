@@ -77,7 +77,7 @@ ModelFn = Callable[[Tensor, Tensor, Window], Tensor]
 
 def _blocks(x: Tensor, index: Sequence[int]) -> Tensor:
     """Latent blocks `index` of x (B, C, F, H, W); the index goes to the device without a host sync."""
-    return x.index_select(2, torch.tensor(list(index)).to(x.device, non_blocking=True))
+    return x.index_select(2, torch.tensor(list(index), dtype=torch.long).to(x.device, non_blocking=True))
 
 
 def sample_segment(
