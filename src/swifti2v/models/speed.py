@@ -1,7 +1,8 @@
 """Attention backends and torch.compile for the DiTs (diffusers' own switches, checked here).
 
 Backends: PyTorch SDPA (default), flash-attn 2, flash-attn 3, SageAttention, flex, each through
-diffusers' `set_attention_backend` when its package is installed (extras `flash`, `sage`).
+diffusers' `set_attention_backend` when its package is installed (extras `flash`, `sage`; flash-attn 3 is
+built from source).
 `attention_error` measures a backend against SDPA on the same inputs (used by `swifti2v bench gpu`).
 
 Compile: every DiT block is compiled (regional compilation, as `compile_repeated_blocks`). CSG windows differ in length
@@ -19,12 +20,12 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from swifti2v.config import ATTENTION_BACKENDS
 from swifti2v.errors import UserError
 
-# our name (config.ATTENTION_BACKENDS) -> (diffusers backend, the package it needs, the extra that installs it)
+# our name (config.ATTENTION_BACKENDS) -> (diffusers backend, the package it needs, how to install it)
 ATTENTION = {
     "sdpa": ("native", None, None),
-    "flash": ("flash", "flash_attn", "flash"),
-    "flash3": ("_flash_3", "flash_attn_interface", "flash3"),
-    "sage": ("sage", "sageattention", "sage"),
+    "flash": ("flash", "flash_attn", "pip install 'swifti2v[flash]'"),
+    "flash3": ("_flash_3", "flash_attn_interface", "build flash-attention's hopper/ package"),
+    "sage": ("sage", "sageattention", "pip install 'swifti2v[sage]'"),
     "flex": ("flex", None, None),
 }
 
@@ -33,10 +34,10 @@ def check_attention(name: str) -> str:
     """The diffusers backend for `name`, or a UserError naming what to install."""
     if name not in ATTENTION_BACKENDS:
         raise UserError(f"--attention {name!r} is unknown; use one of {', '.join(ATTENTION)}")
-    backend, package, extra = ATTENTION[name]
+    backend, package, install = ATTENTION[name]
     if package is not None and importlib.util.find_spec(package) is None:
-        raise UserError(f"--attention {name} needs the {package} package; pip install 'swifti2v[{extra}]' "
-                        "(CUDA only), or use --attention sdpa")
+        raise UserError(f"--attention {name} needs the {package} package ({install}; CUDA only), "
+                        "or use --attention sdpa")
     return backend
 
 
