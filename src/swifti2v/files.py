@@ -7,11 +7,27 @@ import os
 from pathlib import Path
 
 
+def fsync_replace(tmp: Path, final: Path) -> None:
+    """Flush `tmp` to disk, rename it over `final`, and flush the directory entry: after a crash the final
+    name holds either the old file or the complete new one."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    try:
+        fd = os.open(final.parent, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a hidden temporary file beside `path`, then rename it over `path`."""
+    """Write to a hidden temporary file beside `path`, then fsync and rename it over `path`."""
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text)
-    os.replace(tmp, path)
+    fsync_replace(tmp, path)
 
 
 def atomic_write_json(path: Path, data: dict) -> None:

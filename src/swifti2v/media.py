@@ -8,7 +8,6 @@ complete, so the final name never holds a half-written file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from swifti2v.errors import UserError
+from swifti2v.files import fsync_replace
 
 DEFAULT_FPS = 16  # Wan's native frame rate
 
@@ -108,7 +108,7 @@ class VideoWriter:
         finally:
             self._container.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            fsync_replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 

@@ -23,6 +23,9 @@ from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dt
 from swifti2v.sampling import Segment
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
+from swifti2v.workdir import WorkDir, WorkOptions, default_path, fingerprint
+
+DEFAULT_WORK = WorkOptions()
 
 Progress = Callable[[str, int, int], None]  # (bar name, done, total)
 
@@ -116,8 +119,9 @@ def _load_and_encode(s: Setup, prompt: str, components: Components | None, timer
 
 
 def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: torch.Tensor, out: Path,
-                     timer: StageTimer, progress: Progress) -> None:
+                     timer: StageTimer, progress: Progress, work: WorkDir) -> None:
     plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
+    finished = work.segments()  # from an interrupted run of the same command
     progress("stage2 segments", 0, len(plan))
     p = get_placement(s.cfg.memory_mode)
     with media.VideoWriter(out, s.cfg.video.fps) as writer, s.placer.stage(comps, "stage2"):
@@ -125,13 +129,16 @@ def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: tor
         write_segment = SegmentWriter(comps.stage2.vae, writer, timer, p.decode_tile, p.tile_overlap)
 
         def on_segment_done(seg: Segment, latents: torch.Tensor) -> None:
+            if seg.index not in finished:  # on disk before anything else can fail
+                work.save_segment(seg.index, latents[:, :, seg.blocks[0] : seg.blocks[-1] + 1])
             if streaming:
                 write_segment(seg, latents)
             progress("stage2 segments", seg.index + 1, len(plan))
 
         with timer("stage2"):
             latents = add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
-                                 on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n))
+                                 on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n),
+                                 finished=finished)
         timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0)  # report decode separately
         if not streaming:
             with timer("decode"):
@@ -139,29 +146,56 @@ def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: tor
             writer.write(frames)
 
 
+def _open_work(s: Setup, out: Path, options: WorkOptions, inputs: dict) -> WorkDir:
+    return WorkDir(options.path or default_path(out), fingerprint(s.cfg, inputs), options.restart)
+
+
+def _saved(work: WorkDir, name: str, make: Callable[[], torch.Tensor], device: torch.device) -> torch.Tensor:
+    """`name` from the work directory if an earlier run finished it, else made now and saved."""
+    found = work.load(name)
+    if found is not None:
+        return found.to(device)
+    made = make()
+    work.save(name, made)
+    return made
+
+
+def _finish(work: WorkDir, options: WorkOptions, info: dict) -> dict:
+    if not options.keep:
+        work.remove()
+    return info
+
+
 def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Path,
-             components: Components | None = None, progress: Progress = _no_progress) -> dict:
-    """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings)."""
+             components: Components | None = None, progress: Progress = _no_progress,
+             work: WorkOptions = DEFAULT_WORK) -> dict:
+    """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
+
+    Finished stages and segments go to a work directory as they finish; the same call after a crash
+    resumes from them (workdir.py)."""
     s, out = setup(cfg), Path(out)
     v = s.cfg.video
     image = media.load_image(image_path)
     if not prompt.strip():
         raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")
+    wd = _open_work(s, out, work, {"image": Path(image_path), "prompt": prompt})
     timer = StageTimer(s.device)
     comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=True)
     # Stage I: the whole clip at low resolution, from the downsampled input image.
     low_h, low_w = stage1_size(v, s.cfg.stage1)
     with timer("stage1"), s.placer.stage(comps, "stage1"):
-        z_low = generate_motion(comps.stage1, media.fit(image, low_h, low_w), text, s.cfg.stage1, v,
-                                s.cfg.seed, s.device, lambda i, n: progress("stage1 steps", i, n))
+        z_low = _saved(wd, "stage1", lambda: generate_motion(
+            comps.stage1, media.fit(image, low_h, low_w), text, s.cfg.stage1, v, s.cfg.seed, s.device,
+            lambda i, n: progress("stage1 steps", i, n)), s.device)
     # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
     image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
     with timer("reference"), s.placer.stage(comps, "reference"):
-        z_ref = hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi, comps.stage2.vae)
-    # Stage II: detail segment by segment; finished segments are decoded and written as they come.
-    _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
-    return write_sidecar(out, s, timer, z_ref.shape,
-                         {"image": str(image_path), "prompt": prompt, "lora": comps.lora_summary})
+        z_ref = _saved(wd, "z_ref", lambda: hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi,
+                                                               comps.stage2.vae), s.device)
+    # Stage II: detail segment by segment; finished segments are saved, decoded and written as they come.
+    _stage2_to_video(comps, s, z_ref, text, out, timer, progress, wd)
+    return _finish(wd, work, write_sidecar(out, s, timer, z_ref.shape,
+                                           {"image": str(image_path), "prompt": prompt, "lora": comps.lora_summary}))
 
 
 def choose_frames(available: int, requested: int | None) -> int:
@@ -177,7 +211,7 @@ def choose_frames(available: int, requested: int | None) -> int:
 
 def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prompt: str, out: str | Path,
            frames: int | None = None, components: Components | None = None,
-           progress: Progress = _no_progress) -> dict:
+           progress: Progress = _no_progress, work: WorkOptions = DEFAULT_WORK) -> dict:
     """Stage II alone on a low-res video from any source, anchored on the high-res image.
 
     `frames=None` takes the longest 4k+1 prefix of the motion video.
@@ -187,16 +221,17 @@ def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prom
     cfg = replace(cfg, video=replace(cfg.video, frames=choose_frames(len(motion), frames)))
     s, out = setup(cfg), Path(out)
     v = s.cfg.video
+    wd = _open_work(s, out, work, {"image": Path(image_path), "motion": Path(motion_path), "prompt": prompt})
     timer = StageTimer(s.device)
     comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=False)
     low_h, low_w = stage1_size(v, s.cfg.stage1)
     windows: Iterable[torch.Tensor] = frame_windows(media.iter_frames(motion[: v.frames], low_h, low_w))
     image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
     with timer("reference"), s.placer.stage(comps, "reference"):
-        z_ref = hybrid_reference(windows, image_hi, comps.stage2.vae)
-    _stage2_to_video(comps, s, z_ref, text, out, timer, progress)
-    return write_sidecar(out, s, timer, z_ref.shape,
-                         {"image": str(image_path), "motion": str(motion_path), "prompt": prompt})
+        z_ref = _saved(wd, "z_ref", lambda: hybrid_reference(windows, image_hi, comps.stage2.vae), s.device)
+    _stage2_to_video(comps, s, z_ref, text, out, timer, progress, wd)
+    return _finish(wd, work, write_sidecar(out, s, timer, z_ref.shape,
+                                           {"image": str(image_path), "motion": str(motion_path), "prompt": prompt}))
 
 
 def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: dict) -> dict:

@@ -65,6 +65,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the DiT blocks (one graph for every CSG window; pays off on long runs)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    w = p.add_argument_group("resuming")
+    w.add_argument("--work-dir", metavar="DIR", help="where finished stages and segments are kept while the run goes "
+                   "(default: .OUT.work beside the output); re-running the same command resumes from it")
+    w.add_argument("--restart", action="store_true",
+                   help="discard a work directory left by a different config or input instead of refusing")
+    w.add_argument("--keep-work", action="store_true", help="keep the work directory after success")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,12 +416,14 @@ def run(argv: list[str] | None = None) -> int:
         return _run_bench(args, progress)
     cfg = resolve_config(args)
     from swifti2v import pipeline
+    from swifti2v.workdir import WorkOptions
 
+    work = WorkOptions(Path(args.work_dir) if args.work_dir else None, args.restart, args.keep_work)
     if args.command == "generate":
-        info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress)
+        info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress, work=work)
     else:
         info = pipeline.refine(cfg, args.image, args.motion, args.prompt, args.out, frames=args.frames,
-                               progress=progress)
+                               progress=progress, work=work)
     if not args.quiet:
         secs = ", ".join(f"{k} {t:.1f}s" for k, t in info["seconds"].items())
         print(f"wrote {args.out} ({info['config']['video']['frames']} frames); {secs}")

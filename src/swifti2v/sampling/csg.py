@@ -123,21 +123,26 @@ def csg_sample(
     step_noise: Sequence[Tensor] | None = None,
     on_segment: Callable[[Segment, Tensor], None] | None = None,
     on_step: Callable[[Segment, int, int], None] | None = None,
+    finished: dict[int, Tensor] | None = None,
 ) -> Tensor:
     """Generate every block after the anchor, segment by segment. z_ref, noise: whole clip (B, C, F, H, W).
 
     model_fn(x_window, per_frame_sigma, Window) -> velocity for the window. The anchor (block 0) is
     z_ref's block 0: the causal VAE encodes the input image alone into it. `on_segment(seg, done)` is
-    called as soon as a segment's blocks are final (e.g. to decode and write them).
+    called as soon as a segment's blocks are final (e.g. to decode and write them). `finished` holds
+    segments already generated (by index, their blocks): they are taken as they are, not generated again.
     """
     done = torch.zeros_like(z_ref, dtype=torch.float32)
     done[:, :, :1] = z_ref[:, :, :1]
+    finished = finished or {}
     for segment in plan:
         cb = None if on_step is None else (lambda i, n, seg=segment: on_step(seg, i, n))
-        done[:, :, list(segment.blocks)] = sample_segment(
-            model_fn, done, z_ref, noise, sigmas, segment,
-            concat_reference=concat_reference, step=step, step_noise=step_noise, callback=cb,
-        )
+        if segment.index in finished:
+            blocks = finished[segment.index].to(done.device, done.dtype)
+        else:
+            blocks = sample_segment(model_fn, done, z_ref, noise, sigmas, segment, concat_reference=concat_reference,
+                                    step=step, step_noise=step_noise, callback=cb)
+        done[:, :, segment.blocks[0] : segment.blocks[-1] + 1] = blocks
         if on_segment is not None:
             on_segment(segment, done)
     return done

@@ -1,0 +1,124 @@
+"""Resumable generation: a crashed or killed run, re-run with the same command, finishes from its work
+directory, and its frames equal an uninterrupted run's (bitwise on the CPU)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swifti2v import media, pipeline
+from swifti2v.errors import UserError
+from swifti2v.presets import get_preset
+from swifti2v.workdir import WorkOptions, default_path
+
+PROMPT = "the camera pans left"
+CFG = replace(get_preset("debug-random"), video=replace(get_preset("debug-random").video, frames=41))  # 4 segments
+
+
+def frames_of(path: Path) -> np.ndarray:
+    return np.stack([np.asarray(f) for f in media.read_video(path)[0]])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, image_file):
+    out = tmp_path_factory.mktemp("ref") / "ref.mp4"
+    pipeline.generate(CFG, image_file, PROMPT, out)
+    return frames_of(out)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, image_file, reference):
+    out = tmp_path / "clip.mp4"
+
+    def crash_after_two_segments(name, done, total):
+        if name == "stage2 segments" and done == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        pipeline.generate(CFG, image_file, PROMPT, out, progress=crash_after_two_segments)
+    work = default_path(out)
+    assert not out.exists() and not out.with_suffix(".json").exists(), "nothing under the final names"
+    assert sorted(p.name for p in work.iterdir()) == ["manifest.json", "segment-0000.safetensors",
+                                                      "segment-0001.safetensors", "stage1.safetensors",
+                                                      "z_ref.safetensors"]
+    seen = []
+    comps = pipeline.load_components(pipeline.setup(CFG), with_stage1=True)
+    comps.stage1.transformer.register_forward_pre_hook(lambda *a: seen.append("stage1"))
+    comps.stage2.transformer.patch_embedding.register_forward_pre_hook(lambda *a: seen.append("stage2"))
+    pipeline.generate(CFG, image_file, PROMPT, out, components=comps)
+    assert "stage1" not in seen, "Stage I and the reference came from the work directory"
+    assert seen.count("stage2") == 2 * CFG.stage2.schedule.steps, "only the two unfinished segments ran"
+    assert np.array_equal(frames_of(out), reference)
+    assert not work.exists(), "removed after success"
+
+
+def test_changed_input_is_refused_unless_restart(tmp_path, image_file, reference):
+    out = tmp_path / "clip.mp4"
+    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
+    assert (default_path(out) / "manifest.json").is_file()
+    with pytest.raises(UserError, match="--restart"):
+        pipeline.generate(CFG, image_file, "a different prompt", out)
+    with pytest.raises(UserError, match="--restart"):
+        pipeline.generate(replace(CFG, seed=1), image_file, PROMPT, out)
+    pipeline.generate(CFG, image_file, PROMPT, out)  # the same command: everything resumed, then cleaned up
+    assert np.array_equal(frames_of(out), reference) and not default_path(out).exists()
+    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
+    pipeline.generate(replace(CFG, seed=1), image_file, PROMPT, out, work=WorkOptions(restart=True))
+    assert not np.array_equal(frames_of(out), reference)
+
+
+def test_unreadable_work_file_is_made_again(tmp_path, image_file, reference):
+    out = tmp_path / "clip.mp4"
+    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
+    (default_path(out) / "segment-0002.safetensors").write_bytes(b"not a tensor")
+    (default_path(out) / "z_ref.safetensors").write_bytes(b"")
+    pipeline.generate(CFG, image_file, PROMPT, out)
+    assert np.array_equal(frames_of(out), reference)
+
+
+def _cli(out: Path, image: Path) -> list[str]:
+    return [sys.executable, "-m", "swifti2v", "generate", "--preset", "debug-random", "--frames", "41",
+            "--image", str(image), "--prompt", PROMPT, "--out", str(out), "-q"]
+
+
+def kill_and_resume(tmp_path: Path, image: Path, reference: np.ndarray, seed: int) -> float:
+    """Start the CLI, SIGKILL it at a random moment, run the same command again: its frames must equal
+    the uninterrupted run's, and nothing half-written may sit under the final name in between."""
+    out = tmp_path / f"kill{seed}.mp4"
+    t0 = time.perf_counter()
+    subprocess.run(_cli(tmp_path / "timing.mp4", image), check=True, capture_output=True)
+    duration = time.perf_counter() - t0
+    delay = random.Random(seed).uniform(0.2 * duration, 0.95 * duration)
+    proc = subprocess.Popen(_cli(out, image), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if out.exists():  # the run got to its final rename: then the file is whole
+        assert np.array_equal(frames_of(out), reference)
+    again = subprocess.run(_cli(out, image), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert np.array_equal(frames_of(out), reference)
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["video"]["frames"] == 41
+    assert not default_path(out).exists()
+    return delay
+
+
+def test_sigkill_at_a_random_moment_then_resume(tmp_path, image_file, reference):
+    kill_and_resume(tmp_path, image_file, reference, seed=int(os.environ.get("SWIFTI2V_KILL_SEED", "0")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_sigkill_many_moments(tmp_path, image_file, reference, seed):
+    kill_and_resume(tmp_path, image_file, reference, seed)
