@@ -38,7 +38,7 @@ def _video_options(p: argparse.ArgumentParser, frames_help: str) -> None:
                    help="run Stage II over the whole clip in one window (the end-to-end baseline)")
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
     g = p.add_argument_group("Stage II")
     g.add_argument("--mode", choices=STAGE2_MODES,
                    help="concat: trained refiner (2x input channels); refine: stock TI2V-5B, zero-shot")
@@ -49,8 +49,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start-sigma", type=float,
                    help="noise level Stage II starts from, in (0, 1]; below 1 re-noises z_ref (refine mode)")
     o = p.add_argument_group("output and run")
-    o.add_argument("--out", required=True,
-                   help="output .mp4 path; a .json with settings and timings is written beside it")
+    if not batch:
+        o.add_argument("--out", required=True,
+                       help="output .mp4 path; a .json with settings and timings is written beside it")
     o.add_argument("--fps", type=int, help=f"frame rate of the mp4 (default: preset's, {DEFAULT_FPS} for Wan presets)")
     o.add_argument("--seed", type=int, help="random seed (default 0); the same seed gives the same video")
     o.add_argument("--device", help="auto (default), cpu or cuda[:N]")
@@ -65,6 +66,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the DiT blocks (one graph for every CSG window; pays off on long runs)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    if batch:
+        return
     w = p.add_argument_group("resuming")
     w.add_argument("--work-dir", metavar="DIR", help="where finished stages and segments are kept while the run goes "
                    "(default: .OUT.work beside the output); re-running the same command resumes from it")
@@ -104,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
 
     sub.add_parser("presets", help="list presets, one line each")
+    b = sub.add_parser("batch", help="many generations from a JSONL file: resumable, retried, across processes",
+                       description="One job per line: {\"image\": ..., \"prompt\": ..., \"name\": \"out.mp4\", "
+                       "and any generate option by name, e.g. \"frames\": 81, \"seed\": 3}. Finished jobs are "
+                       "skipped on a re-run, failed ones retried; a bad job never stops the others. Across processes "
+                       "or GPUs: `torchrun --nproc_per_node K -m swifti2v batch ...` (each rank takes every K-th job; "
+                       "rank 0 writes OUT_DIR/summary.json).")
+    b.add_argument("jobs", help="the jobs file (.jsonl); image paths are relative to it")
+    b.add_argument("--out-dir", required=True, help="outputs, status/ and summary.json go here (and only here)")
+    b.add_argument("--retries", type=int, default=2, help="extra attempts for a failing job, over all runs (default 2)")
+    _video_options(b, "frame count, 4k+1 (default: preset's)")
+    _run_options(b, batch=True)
     _bench_parsers(sub)
     _train_parsers(sub)
     return parser
@@ -349,7 +363,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                   neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
                   schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
                                 start_sigma=get("start_sigma")))
-    needs_weights = args.command in ("generate", "refine")
+    needs_weights = args.command in ("generate", "refine", "batch")
     if needs_weights and stage2.mode == "concat" and stage2.checkpoint is None and not (
             stage2.model in ("debug-random", "bench-cpu") or stage2.model.startswith(BUNDLED)):
         raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
@@ -378,6 +392,19 @@ class TqdmProgress:
         if done >= total > 0:
             bar.close()
             self.bars.pop(name)
+
+
+def _run_batch(args: argparse.Namespace, progress) -> int:
+    from swifti2v.cli.batch import run_batch
+
+    if args.retries < 0:
+        raise UserError(f"--retries {args.retries} must be 0 or more")
+    args.lora = getattr(args, "lora", None)
+    summary = run_batch(args, progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{summary['done']}/{summary['jobs']} jobs done, {summary['failed']} failed"
+              + "".join(f"\n  {job}: {error}" for job, error in summary["failures"].items()))
+    return 0 if summary["failed"] == 0 else EXIT_USER_ERROR
 
 
 def _print_plan(info: dict) -> None:
@@ -414,6 +441,8 @@ def run(argv: list[str] | None = None) -> int:
         return _run_training(args, progress)
     if args.command == "bench":
         return _run_bench(args, progress)
+    if args.command == "batch":
+        return _run_batch(args, progress)
     cfg = resolve_config(args)
     from swifti2v import pipeline
     from swifti2v.workdir import WorkOptions
