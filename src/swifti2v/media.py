@@ -8,6 +8,9 @@ complete, so the final name never holds a half-written file.
 
 from __future__ import annotations
 
+import logging
+import struct
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +23,34 @@ from swifti2v.errors import UserError
 from swifti2v.files import fsync_replace
 
 DEFAULT_FPS = 16  # Wan's native frame rate
+log = logging.getLogger(__name__)
+
+
+MAX_SIDE = 8192  # larger inputs are downscaled on load (a 2K output needs 2560 x 1408)
 
 
 def load_image(path: str | Path) -> Image.Image:
+    """Any image PIL reads -> RGB, EXIF-rotated, alpha composited on white, at most MAX_SIDE per side."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--image {path} not found; pass an existing image file (PNG, JPEG, WebP, ...)")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large is handled below
+            w, h = im.size
+            if max(w, h) > MAX_SIDE:
+                log.warning("--image %s is %dx%d; downscaling to at most %d per side", path, w, h, MAX_SIDE)
+                im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG decodes at a reduced scale directly
             im.load()
             im = ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"--image {path} is not a readable image ({e}); pass a PNG, JPEG or WebP file") from None
+            if max(im.size) > MAX_SIDE:
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    except Image.DecompressionBombError:
+        raise UserError(f"--image {path} has over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, too many to decode "
+                        "safely; downscale it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        raise UserError(f"--image {path} is not a readable image ({type(e).__name__}: {str(e)[:120]}); "
+                        "pass a PNG, JPEG or WebP file") from None
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -45,9 +45,16 @@ def default_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.work")
 
 
+# How the work is placed and run, not what it computes: changing them on a re-run (e.g. a lighter memory mode
+# after running out of memory) resumes the work; only bitwise equality with an uninterrupted run is lost.
+PLACEMENT_FIELDS = ("memory_mode", "attention", "compile")
+
+
 def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path]) -> str:
-    """sha256 over the resolved config and the inputs: files by content, everything else by value."""
-    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    """sha256 over the resolved config (less PLACEMENT_FIELDS) and the inputs: files by content, the rest
+    by value."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in PLACEMENT_FIELDS}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name in sorted(inputs):
         value = inputs[name]
         h.update(name.encode())

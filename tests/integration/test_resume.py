@@ -122,3 +122,14 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path, image_file, reference)
 @pytest.mark.parametrize("seed", range(1, 7))
 def test_sigkill_many_moments(tmp_path, image_file, reference, seed):
     kill_and_resume(tmp_path, image_file, reference, seed)
+
+
+def test_a_lighter_memory_mode_resumes_the_same_work(tmp_path, image_file, reference):
+    """After running out of memory the advice is a lighter mode: the work directory still applies."""
+    from swifti2v.cli.main import oom_advice
+
+    out = tmp_path / "clip.mp4"
+    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
+    pipeline.generate(replace(CFG, memory_mode="low"), image_file, PROMPT, out)  # resumed, not refused
+    assert "--memory-mode low" in oom_advice(replace(CFG, memory_mode="balanced"))
+    assert "resumes" in oom_advice(CFG)

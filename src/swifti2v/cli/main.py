@@ -407,6 +407,21 @@ def _run_batch(args: argparse.Namespace, progress) -> int:
     return 0 if summary["failed"] == 0 else EXIT_USER_ERROR
 
 
+def torch_oom() -> type[Exception]:
+    import torch
+
+    return torch.OutOfMemoryError
+
+
+def oom_advice(cfg: RunConfig) -> str:
+    """Out of memory: what would fit, and that finished work is kept for the re-run."""
+    lighter = {"fast": "--memory-mode balanced (or low)", "balanced": "--memory-mode low"}.get(cfg.memory_mode)
+    fix = (f"re-run with {lighter}" if lighter else
+           "lower --segment-blocks, --height/--width or --frames, or use a GPU with more memory")
+    return (f"out of GPU memory in --memory-mode {cfg.memory_mode}; {fix} (2K fits a 24 GB card in low). "
+            "Finished stages and segments are kept: the same command resumes")
+
+
 def _print_plan(info: dict) -> None:
     v = info["video"]
     print(f"{info['preset']}: {v['width']}x{v['height']}x{v['frames']}, {info['blocks']} latent blocks, "
@@ -448,11 +463,14 @@ def run(argv: list[str] | None = None) -> int:
     from swifti2v.workdir import WorkOptions
 
     work = WorkOptions(Path(args.work_dir) if args.work_dir else None, args.restart, args.keep_work)
-    if args.command == "generate":
-        info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress, work=work)
-    else:
-        info = pipeline.refine(cfg, args.image, args.motion, args.prompt, args.out, frames=args.frames,
-                               progress=progress, work=work)
+    try:
+        if args.command == "generate":
+            info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress, work=work)
+        else:
+            info = pipeline.refine(cfg, args.image, args.motion, args.prompt, args.out, frames=args.frames,
+                                   progress=progress, work=work)
+    except torch_oom() as e:
+        raise UserError(oom_advice(cfg)) from e
     if not args.quiet:
         secs = ", ".join(f"{k} {t:.1f}s" for k, t in info["seconds"].items())
         print(f"wrote {args.out} ({info['config']['video']['frames']} frames); {secs}")

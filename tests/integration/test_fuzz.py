@@ -1,0 +1,94 @@
+"""Property-based fuzzing of the command line and of image files: whatever comes in, `swifti2v` ends with
+exit code 0 or 2 and never a traceback."""
+
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from swifti2v.cli.main import main
+
+SMALL = ["--preset", "debug-random", "--frames", "5", "--height", "64", "--width", "64", "-q"]
+VALUES = st.one_of(st.integers(-5, 200).map(str), st.sampled_from(["", "abc", "1e9", "-1", "nan", "9", "17", "32",
+                                                                     "0.5", "../x", "cuda", "fast", "low"]),
+                   st.text(max_size=12))
+FLAGS = ["--frames", "--height", "--width", "--seed", "--segment-blocks", "--neighbor-blocks", "--stage2-steps",
+         "--stage1-steps", "--start-sigma", "--fps", "--dtype", "--device", "--memory-mode", "--attention",
+         "--preset", "--mode", "--stage2-sampler", "--lora", "--lora-strength", "--stage2", "--bogus"]
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(d / "ok.png")
+        yield d
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=4), command=st.sampled_from(
+    ["generate", "plan", "refine"]))
+def test_any_arguments_end_in_exit_0_or_2(pairs, command, workdir, capsys):
+    argv = [command, "--image", str(workdir / "ok.png"), "--prompt", "a test", "--out", str(workdir / "o.mp4"),
+            "--motion", str(workdir / "missing.mp4"), *SMALL]
+    if command == "plan":
+        argv = ["plan", "--preset", "debug-random"]
+    for flag, value in pairs:
+        argv += [flag, value]
+    code, err = _run(argv, capsys)
+    assert code in (0, 2), (argv, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("swifti2v: error:"), err
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (32, 24)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+SEEDS = [_png(), _jpeg(), _jpeg("CMYK"), _jpeg("L")]
+
+
+@st.composite
+def image_bytes(draw):
+    kind = draw(st.sampled_from(["random", "truncated", "flipped", "whole"]))
+    if kind == "random":
+        return draw(st.binary(max_size=256))
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    if kind == "truncated":
+        return bytes(data[: draw(st.integers(0, len(data) - 1))])
+    if kind == "flipped":
+        for _ in range(draw(st.integers(1, 8))):
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=image_bytes())
+def test_any_image_bytes_end_in_exit_0_or_2(data, workdir, capsys):
+    path = workdir / "fuzz.img"
+    path.write_bytes(data)
+    code, err = _run(["generate", "--image", str(path), "--prompt", "a test", "--out", str(workdir / "f.mp4"),
+                      *SMALL], capsys)
+    assert code in (0, 2), err
+    assert "Traceback" not in err
