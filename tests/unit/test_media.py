@@ -71,3 +71,17 @@ def test_video_round_trip_and_atomic_write(tmp_path):
         w.write(torch.zeros(1, 3, 2, 32, 64))
         raise RuntimeError("crash mid-write")
     assert list(tmp_path.glob("*fail*")) == [], "nothing left under the final or temporary name"
+
+
+def test_huge_images_are_downscaled_with_a_warning_and_bombs_refused(tmp_path, caplog, monkeypatch):
+    from swifti2v import media
+
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (9000, 40), (10, 200, 30)).save(wide)
+    with caplog.at_level("WARNING", logger="swifti2v.media"):
+        im = media.load_image(wide)
+    assert max(im.size) == media.MAX_SIDE and "downscaling" in caplog.text
+    assert im.getpixel((100, 2)) == (10, 200, 30)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(UserError, match="too many to decode"):
+        media.load_image(wide)
