@@ -78,6 +78,7 @@ def test_presets_and_help():
         (["--height", "100"], "multiple of 32"),
         (["--preset", "wan-8k"], "unknown"),
         (["--prompt", " "], "--prompt is empty"),
+        (["--prompt", "x" * 600], "over the encoder's 512"),
         (["--preset", "wan-2k"], "--stage2"),
         (["--stage2", "no/such/ckpt"], "not found"),
     ],

@@ -99,7 +99,6 @@ def dit_memory(cfg: dict, call: DiTCall) -> dict:
     model = specs.meta_transformer(cfg)
     x, text, image = _inputs(model, call)
     frame_t = torch.zeros(1, call.frames, device=META)
-    p = model.config.patch_size
 
     def stock(timestep):
         return lambda: model(hidden_states=x, timestep=timestep, encoder_hidden_states=text,
@@ -114,8 +113,7 @@ def dit_memory(cfg: dict, call: DiTCall) -> dict:
     heads = cfg["num_attention_heads"]
     return {"activations_gib": per_frame / GIB, "per_token_modulation_gib": (per_token - per_frame) / GIB,
             "attention_workspace_gib": heads * tokens * 4 / GIB,  # flash: fp32 log-sum-exp per row and head
-            "math_attention_scores_gib": heads * tokens * tokens * 2 / GIB, "input_gib": x.nbytes / GIB,
-            "patch": list(p)}
+            "math_attention_scores_gib": heads * tokens * tokens * 2 / GIB, "input_gib": x.nbytes / GIB}
 
 
 def dit_row(name: str, cfg: dict, calls: list[tuple[DiTCall, int]], c: CostConfig) -> dict:
@@ -191,9 +189,10 @@ def _decode_row(vae_cfg: dict, v, blocks: int, p) -> dict:
     t = _vae_trace(vae_cfg, lambda st, vae, i: _coder(st, vae.decoder)(
         torch.empty(1, z, 1, y1 - y0, x1 - x0, device=META)))
     flops = (t["first"] + (blocks - 1) * t["later"]) * sum(area) / max(area)
-    peak = t["peak"] if p.decode_order == "tile" else len(tiles) * t["cache"] + (t["peak"] - t["cache"])
-    return {"tflop": flops / 1e12, "peak_gib": peak / GIB, "cache_gib": (peak - t["peak"] + t["cache"]) / GIB,
-            "tiles": len(tiles), "order": p.decode_order}
+    caches = t["cache"] * (len(tiles) if p.decode_order == "segment" else 1)  # alive at once
+    peak = caches + t["peak"] - t["cache"]  # + one tile's working set
+    return {"tflop": flops / 1e12, "peak_gib": peak / GIB, "cache_gib": caches / GIB, "tiles": len(tiles),
+            "order": p.decode_order}
 
 
 # ---------------------------------------------------------------- weights
