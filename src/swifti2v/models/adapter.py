@@ -79,7 +79,8 @@ class WanVelocity:
             parts.append(window.reference)
         if self.extra_channels is not None:
             parts.append(self.extra_channels)
-        device, dtype = model.device, model.dtype
+        streamed = getattr(model, "_swifti2v_streamed", False)  # weights in CPU memory, hooks bring them in
+        device, dtype = (x.device if streamed else model.device), model.dtype
         hidden = torch.cat([p.to(device=device, dtype=dtype) for p in parts], dim=1)
         timestep = frame_timesteps(frame_sigmas, b).to(device, non_blocking=True)
         text = self.text_embeds.to(device=device, dtype=dtype)
@@ -87,8 +88,8 @@ class WanVelocity:
         positions = None if window is None else window.positions
         call = self.runner if self.runner is not None and model is self.transformer else model
         with rope_positions(model, positions):
-            streamed = getattr(model, "_swifti2v_streamed", False)  # block streaming hooks diffusers' forward
-            if timestep.dim() == 2 and call is model and not streamed:  # per-frame modulation (modulation.py)
+            # per-frame modulation (modulation.py); a streamed model's hooks need diffusers' own forward
+            if timestep.dim() == 2 and call is model and not streamed:
                 out = frame_modulated_forward(model, hidden, timestep, text, image)
             else:
                 if timestep.dim() == 2:  # a wrapper (DDP/FSDP) runs the stock forward: per token
