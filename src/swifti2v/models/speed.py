@@ -49,7 +49,13 @@ def set_attention(transformer: torch.nn.Module, name: str) -> None:
 
 def compile_blocks(transformer: torch.nn.Module, **kwargs) -> None:
     """torch.compile every DiT block, as diffusers' `compile_repeated_blocks` does (it finds blocks by class
-    name, which our per-frame block subclass changes): one graph shared by all windows, dynamic token count."""
+    name, which our per-frame block subclass changes): one graph shared by all windows, dynamic token count.
+
+    Duck shapes are turned off (process-wide, only when compiling): otherwise dynamo notices that two sizes
+    of the first window happen to be equal, specialises on it, and recompiles at the next window length."""
+    import torch.fx.experimental._config as fx_config
+
+    fx_config.use_duck_shape = False
     for block in transformer.blocks:
         block.compile(dynamic=True, **kwargs)
 
