@@ -81,14 +81,19 @@ class WorkDir:
                 shutil.rmtree(self.path)
             elif restart:
                 shutil.rmtree(self.path)
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(not p.name.endswith(".partial") for p in self.path.iterdir()):
             if not restart:
                 raise UserError(f"work directory {self.path} exists but has no {MANIFEST}; remove it, pass "
                                 "--restart, or choose another --work-dir")
             shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _ensure(self) -> None:
+        """Created with its manifest on the first save: a run that fails before finishing anything leaves
+        nothing behind (and so cannot block a corrected command)."""
+        manifest = self.path / MANIFEST
         if not manifest.is_file():
-            atomic_write_json(manifest, {"format": FORMAT, "fingerprint": key})
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(manifest, {"format": FORMAT, "fingerprint": self.key})
 
     @staticmethod
     def _read_manifest(path: Path) -> str | None:
@@ -98,6 +103,7 @@ class WorkDir:
             return None
 
     def save(self, name: str, tensor: torch.Tensor) -> None:
+        self._ensure()
         final = self.path / f"{name}.safetensors"
         tmp = final.with_name(f".{final.name}.partial")
         save_file({"x": tensor.detach().float().cpu().contiguous()}, str(tmp))

@@ -78,6 +78,14 @@ def test_changed_input_is_refused_unless_restart(tmp_path, image_file, reference
     assert not np.array_equal(frames_of(out), reference)
 
 
+def test_a_run_that_fails_before_finishing_anything_leaves_no_work_directory(tmp_path, image_file):
+    out = tmp_path / "clip.mp4"
+    bad = replace(CFG, stage2=replace(CFG.stage2, checkpoint=str(tmp_path / "no-such-checkpoint")))
+    with pytest.raises(UserError, match="not found"):
+        pipeline.generate(bad, image_file, PROMPT, out)
+    assert not default_path(out).exists(), "a corrected command must not be refused"
+
+
 def test_unreadable_work_file_is_made_again(tmp_path, image_file, reference):
     out = tmp_path / "clip.mp4"
     pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
