@@ -105,7 +105,8 @@ class SegmentWriter:
         for block in range(self.next_block, segment.blocks[-1] + 1):
             with self.timer("decode"):
                 frames = self.decoder(latents[:, :, block : block + 1])
-            self.writer.write(frames)
+            with self.timer("write"):  # H.264 encoding on the CPU
+                self.writer.write(frames)
         self.next_block = segment.blocks[-1] + 1
 
 
@@ -139,11 +140,13 @@ def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: tor
             latents = add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
                                  on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n),
                                  finished=finished)
-        timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0)  # report decode separately
+        # decode and write are reported on their own
+        timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0) + timer.seconds.get("write", 0.0)
         if not streaming:
             with timer("decode"):
                 frames = decode_tile_major(comps.stage2.vae, latents, p.decode_tile, p.tile_overlap)
-            writer.write(frames)
+            with timer("write"):
+                writer.write(frames)
 
 
 def _open_work(s: Setup, out: Path, options: WorkOptions, inputs: dict) -> WorkDir:

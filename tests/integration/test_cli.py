@@ -25,7 +25,7 @@ def test_generate_debug_random_writes_mp4_and_sidecar(image_file, tmp_path):
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["config"]["video"]["frames"] == 17 and info["config"]["seed"] == 3
     assert info["plan"]["num_segments"] == 2 and info["plan"]["segments"][1]["positions"] == [0, 3, 4]
-    assert {"stage1", "reference", "stage2", "decode"} <= set(info["seconds"])
+    assert {"stage1", "reference", "stage2", "decode", "write"} <= set(info["seconds"])
     assert info["memory"]
     assert not list(tmp_path.glob(".*partial*")), "no temporary files left behind"
 

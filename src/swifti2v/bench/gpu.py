@@ -210,13 +210,14 @@ def to_markdown(r: dict) -> str:
     lines = [f"GPU benchmark: {env.get('gpu', env['device'])}, driver {env.get('driver', '-')}, CUDA "
              f"{env.get('cuda', '-')}, torch {env['torch']}, diffusers {env['diffusers']}; "
              f"scale {r['config']['scale']}.",
-             "", "| memory mode | Stage I s | reference s | Stage II s | decode s | total s | peak GiB (stage I / "
-             "reference / stage II) |", "|---|---|---|---|---|---|---|"]
+             "", "| memory mode | Stage I s | reference s | Stage II s | decode s | mp4 write s | total s | peak GiB "
+             "(stage I / reference / stage II) |", "|---|---|---|---|---|---|---|---|"]
     for row in r["modes"]:
         s, p = row["seconds"], row["stage_peak_gib"]
         peaks = " / ".join(f"{p.get(k, float('nan')):.1f}" for k in ("stage1", "reference", "stage2"))
         lines.append(f"| {row['mode']} | {s.get('stage1', 0):.1f} | {s.get('reference', 0):.1f} | "
-                     f"{s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | **{row['total_s']:.1f}** | {peaks} |")
+                     f"{s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | {s.get('write', 0):.1f} | "
+                     f"**{row['total_s']:.1f}** | {peaks} |")
     if r["stage2_end_to_end"]:
         e = r["stage2_end_to_end"]
         lines += ["", f"End-to-end Stage II (one window): {e}"]
