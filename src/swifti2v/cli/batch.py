@@ -107,6 +107,7 @@ def run_batch(base: argparse.Namespace, progress) -> dict:
     from swifti2v.cli.main import resolve_config  # the generate command's own flag -> config mapping
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    base = _own_device(base)
     jobs_path, out_dir = Path(base.jobs), Path(base.out_dir)
     jobs = read_jobs(jobs_path)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,16 @@ def _run_job(job, base, jobs_dir, out_dir, status, components, pipeline, resolve
             # A user error would fail the same way now; a re-run (after a fix) tries it again.
             if isinstance(e, UserError) or attempts > base.retries:
                 return
+
+
+def _own_device(base: argparse.Namespace) -> argparse.Namespace:
+    """Under torchrun each rank takes the GPU of its LOCAL_RANK unless --device names one."""
+    import torch
+
+    if base.device in (None, "auto") and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        base = argparse.Namespace(**{**vars(base), "device": f"cuda:{int(os.environ['LOCAL_RANK'])}"})
+        torch.cuda.set_device(base.device)
+    return base
 
 
 def _barrier(world: int) -> None:
