@@ -30,5 +30,5 @@ def atomic_write_text(path: Path, text: str) -> None:
     fsync_replace(tmp, path)
 
 
-def atomic_write_json(path: Path, data: dict) -> None:
+def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2))

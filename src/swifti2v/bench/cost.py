@@ -11,6 +11,7 @@ memory per memory mode (models/placement.py). Seconds are a prediction: FLOPs / 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -136,43 +137,38 @@ def _seconds(flops: float, c: CostConfig) -> float:
 # ---------------------------------------------------------------- VAEs
 
 
-def _vae_trace(vae_cfg: dict, window) -> dict:
-    """FLOPs of the first and of a later window, the causal cache alive after two windows, and the peak
-    while a third runs, for `window(coder, index)` on a meta VAE (bf16)."""
+def _vae_trace(vae_cfg: dict, coder: str, window: Callable[[int], torch.Tensor], blocks: int) -> dict:
+    """One streaming VAE coder ("encoder"/"decoder") of a meta VAE (bf16) over `window(i)` inputs: FLOPs of
+    the whole clip (first window + blocks-1 later ones), the causal cache alive after two windows, and
+    the peak while a third runs with it."""
     vae = WanVAE(specs.meta_vae(vae_cfg, BF16))
-    first = measured_flops(lambda: window(None, vae, 0))
-    coder: dict = {}
-    two = measured_flops(lambda: [window(coder, vae, i) for i in range(2)])
-    coder = {}
+    first = measured_flops(lambda: getattr(vae, coder)()(window(0)))
+    run = getattr(vae, coder)()
+    two = measured_flops(lambda: [run(window(i)) for i in range(2)])
+    run = getattr(vae, coder)()
     with tracing() as tracker:
         for i in range(2):
-            window(coder, vae, i)  # the output is dropped at once: what stays alive is the cache
+            run(window(i))  # the output is dropped at once: what stays alive is the cache
         cache = tracker.live
         tracker.peak = cache
-        window(coder, vae, 2)
-    return {"first": first, "later": two - first, "cache": cache, "peak": tracker.peak}
+        run(window(2))
+    return {"flops": first + (blocks - 1) * (two - first), "cache": cache, "peak": tracker.peak}
 
 
-def _coder(state: dict | None, make):
-    return make() if state is None else state.setdefault("coder", make())
-
-
-def vae_rows(cfg: RunConfig, models: dict, c: CostConfig) -> dict:
+def vae_rows(cfg: RunConfig, models: dict) -> dict:
     """Stage I decode and Stage II encode (the hybrid reference), Stage II decode in each memory mode."""
     v = cfg.video
     blocks, (low_h, low_w) = v.num_blocks, stage1_size(v, cfg.stage1)
     out = {}
     if models["vae1"] is not None:
         s, z = models["vae1"].get("scale_factor_spatial", 8), models["vae1"].get("z_dim", 16)
-        t = _vae_trace(models["vae1"], lambda st, vae, i: _coder(st, vae.decoder)(
-            torch.empty(1, z, 1, low_h // s, low_w // s, device=META)))
-        out["stage1_decode"] = {"tflop": (t["first"] + (blocks - 1) * t["later"]) / 1e12,
-                                "peak_gib": t["peak"] / GIB}
+        t = _vae_trace(models["vae1"], "decoder",
+                       lambda i: torch.empty(1, z, 1, low_h // s, low_w // s, device=META), blocks)
+        out["stage1_decode"] = {"tflop": t["flops"] / 1e12, "peak_gib": t["peak"] / GIB}
     if models["vae2"] is not None:
-        t = _vae_trace(models["vae2"], lambda st, vae, i: _coder(st, vae.encoder)(
-            torch.empty(1, 3, 1 if i == 0 else 4, v.height, v.width, device=META)))
-        out["reference_encode"] = {"tflop": (t["first"] + (blocks - 1) * t["later"]) / 1e12,
-                                   "peak_gib": t["peak"] / GIB}
+        t = _vae_trace(models["vae2"], "encoder",
+                       lambda i: torch.empty(1, 3, 1 if i == 0 else 4, v.height, v.width, device=META), blocks)
+        out["reference_encode"] = {"tflop": t["flops"] / 1e12, "peak_gib": t["peak"] / GIB}
         for mode, p in PLACEMENTS.items():
             out[f"decode_{mode}"] = _decode_row(models["vae2"], v, blocks, p)
     return out
@@ -186,9 +182,8 @@ def _decode_row(vae_cfg: dict, v, blocks: int, p) -> dict:
     tiles = _tiles(h, w, p.decode_tile or max(h, w), p.tile_overlap)
     area = [(ys[1] - ys[0]) * (xs[1] - xs[0]) for ys, xs, _ in tiles]
     (y0, y1), (x0, x1), _ = tiles[area.index(max(area))]
-    t = _vae_trace(vae_cfg, lambda st, vae, i: _coder(st, vae.decoder)(
-        torch.empty(1, z, 1, y1 - y0, x1 - x0, device=META)))
-    flops = (t["first"] + (blocks - 1) * t["later"]) * sum(area) / max(area)
+    t = _vae_trace(vae_cfg, "decoder", lambda i: torch.empty(1, z, 1, y1 - y0, x1 - x0, device=META), blocks)
+    flops = t["flops"] * sum(area) / max(area)  # every tile, scaled from the largest
     caches = t["cache"] * (len(tiles) if p.decode_order == "segment" else 1)  # alive at once
     peak = caches + t["peak"] - t["cache"]  # + one tile's working set
     return {"tflop": flops / 1e12, "peak_gib": peak / GIB, "cache_gib": caches / GIB, "tiles": len(tiles),
@@ -294,7 +289,7 @@ def run_cost(c: CostConfig) -> dict:
         "baseline": dit_row(f"baseline: Stage I model at {v.width}x{v.height}, {c.baseline_steps} steps, CFG",
                             models["stage1"], [(baseline_call, 2 * c.baseline_steps)], c),
     }
-    vae = vae_rows(cfg, models, c)
+    vae = vae_rows(cfg, models)
     w = weights(models)
     z = (models["vae2"] or {}).get("z_dim", 16) if models["vae2"] is not None else models["stage2"]["out_channels"]
     s2 = cfg.stage2.geometry.vae_spatial

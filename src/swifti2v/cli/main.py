@@ -242,14 +242,16 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     return values
 
 
-def _write_result(out_arg: str, result: dict, table: str) -> Path:
+def _write_result(out_arg: str, result, table: str, show: bool = True) -> Path:
+    """OUT.json and OUT.md (atomic), and the table on stdout."""
     from swifti2v.files import atomic_write_json, atomic_write_text
 
     out = Path(out_arg)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out.with_suffix(".json"), result)
     atomic_write_text(out.with_suffix(".md"), table)
-    print(table, end="")
+    if show:
+        print(table, end="")
     return out
 
 
@@ -298,13 +300,8 @@ def _run_cost(args: argparse.Namespace) -> int:
                                    efficiency=args.efficiency)) for f in frames]
     table = "\n".join(to_markdown(r) for r in results)
     if args.out:
-        from swifti2v.files import atomic_write_json, atomic_write_text
-
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out.with_suffix(".json"), results)
-        atomic_write_text(out.with_suffix(".md"), table)
-    print(json.dumps(results, indent=2) if args.json else table, end="" if not args.json else "\n")
+        _write_result(args.out, results, table, show=False)
+    print(json.dumps(results, indent=2) if args.json else table, end="\n" if args.json else "")
     return 0
 
 

@@ -16,7 +16,6 @@ On the CPU "the accelerator" is the CPU itself: moves are no-ops, the rest still
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ import torch
 
 from swifti2v.config import MEMORY_MODES
 from swifti2v.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
