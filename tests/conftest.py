@@ -1,6 +1,15 @@
-"""Shared fixtures: tiny Wan-architecture components (the `debug-random` preset) built in code."""
+"""Shared fixtures: tiny Wan-architecture components (the `debug-random` preset) built in code; subprocesses
+that cannot outlive their test."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -69,3 +78,71 @@ def video_folder(tmp_path_factory):
         rows.append({"file": f"clip{i}.mp4", "caption": f"the camera pans {['left', 'right', 'up', 'down'][i]}"})
     (root / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return root
+
+
+def run_process(cmd: list[str], *, timeout: float = 300, env: dict | None = None, cwd=None,
+                check: bool = False) -> subprocess.CompletedProcess:
+    """Run a command in a process group of its own, and kill the whole group when it ends, fails or times out.
+
+    A launcher (torchrun, accelerate launch) killed alone would leave its workers running; and a command that
+    returns while processes it started are still alive fails the test (they would hold ports and GPUs).
+    Output goes through files, not pipes, so a leftover process holding them cannot stall the test.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=cwd, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except BaseException:
+            kill_group(proc.pid)
+            proc.wait()
+            raise
+        left = kill_group(proc.pid, grace=3.0)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+    assert not left, f"{cmd[:6]} left {left} process(es) running after it exited; stderr: {result.stderr[-2000:]}"
+    if check:
+        result.check_returncode()
+    return result
+
+
+def kill_group(pgid: int, grace: float = 0.0) -> int:
+    """SIGKILL every process of group `pgid` still there after `grace` seconds (helpers such as
+    multiprocessing's resource tracker exit on their own just after their parent); returns how many there were."""
+    import psutil
+
+    members = lambda: [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == pgid and p.status() != "zombie"]
+    deadline = time.monotonic() + grace
+    while members() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = len(members())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    return left
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: each multi-process test rendezvouses on its own."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No test may leave a process behind: any child of the test run still alive fails it (and is killed)."""
+    import psutil
+
+    children = [c for c in psutil.Process().children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+    if children:
+        names = ", ".join(f"{c.pid} {' '.join(c.cmdline()[:4])}" for c in children)
+        for c in children:
+            c.kill()
+        print(f"\nstray processes left by the tests (killed): {names}")
+        session.exitstatus = 1

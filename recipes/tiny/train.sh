@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Reproduce the bundled tiny models (src/swifti2v/weights/tiny) from seed 0 with swifti2v's own trainer
-# (up to floating-point differences between machines and thread counts).
+# Train the bundled tiny models (src/swifti2v/weights/tiny) from seed 0 with swifti2v's own trainer.
 #   bash recipes/tiny/train.sh [RUN_DIR]      (default outputs/tiny; BUNDLE= elsewhere to not overwrite the package's)
-# CPU works (the bundled weights were made on 2 cores, each run single-threaded, two at a time); a GPU is
-# much faster. Steps per phase: STAGE1_STEPS, PHASE1_STEPS, PHASE2_STEPS. EXTRA is passed to every
-# `swifti2v train`, e.g. EXTRA="--set batch_size=16 --set data.num_workers=8" on a GPU machine.
+# Runs in pieces: every phase resumes from its last checkpoint in RUN_DIR, so re-running the script
+# continues where the last piece stopped. MINUTES caps each phase's wall time per piece (0 = none),
+# PHASE2_MINUTES the stage-transition phase's. Steps per phase: STAGE1_STEPS, PHASE1_STEPS, PHASE2_STEPS.
+# EXTRA is passed to every `swifti2v train`; on a GPU machine, e.g.
+#   EXTRA="--set mixed_precision=bf16 --set data.num_workers=7" S1_BATCH=32 S2_BATCH=16
+# FROM=BUNDLE starts from a bundle's trained weights instead of the random init (a new machine without
+# the last run's checkpoints). Phases: 0 base (codec fit + random-init DiTs) -> 1 Stage I || Stage II on oracle references -> 2 from
+# phase 1, Stage II with stage-transition references from the trained Stage I (shipped) || oracle
+# references (the no-stage-transition ablation, for `bench fidelity --ablation-model`) -> 3 bundle.
 set -euo pipefail
 RUN=${1:-outputs/tiny}
-STAGE1_STEPS=${STAGE1_STEPS:-500}
-PHASE1_STEPS=${PHASE1_STEPS:-550}
-PHASE2_STEPS=${PHASE2_STEPS:-450}
+STAGE1_STEPS=${STAGE1_STEPS:-20000}
+PHASE1_STEPS=${PHASE1_STEPS:-20000}
+PHASE2_STEPS=${PHASE2_STEPS:-4000}
+MINUTES=${MINUTES:-0}
+PHASE2_MINUTES=${PHASE2_MINUTES:-$MINUTES}
+S1_BATCH=${S1_BATCH:-4}
+S2_BATCH=${S2_BATCH:-4}
 EXTRA=${EXTRA:-}
 BUNDLE=${BUNDLE:-src/swifti2v/weights/tiny}
-S1="swifti2v train stage1 --config configs/train/tiny-stage1.toml --set save_every=100 $EXTRA"
-S2="swifti2v train stage2 --config configs/train/tiny-stage2.toml --set model.stage2=$RUN/base/stage2 \
-    --set save_every=100 $EXTRA"
+PYTHON=${PYTHON:-python}
+SWIFTI2V=${SWIFTI2V:-swifti2v}
+S1="$SWIFTI2V train stage1 --config configs/train/tiny-stage1.toml --set batch_size=$S1_BATCH --resume $EXTRA"
+S2="$SWIFTI2V train stage2 --config configs/train/tiny-stage2.toml --set batch_size=$S2_BATCH \
+    --set model.stage2=$RUN/base/stage2 --resume $EXTRA"
 
 both() {  # run two commands side by side; fail if either fails
   bash -c "$1" & local a=$!
@@ -22,20 +33,30 @@ both() {  # run two commands side by side; fail if either fails
   wait $a && wait $b
 }
 
-# 0. Random-init Wan-architecture models (seed 0), PixelCodec, tiny UMT5 + byte tokenizer.
-python -c "from swifti2v.models.tiny import build_base; build_base('$RUN/base', seed=0)"
+# 0. Random-init Wan-architecture models (seed 0), the fitted PCA codec, tiny UMT5 + byte tokenizer;
+#    or, with FROM=a bundle (e.g. src/swifti2v/weights/tiny), that bundle's trained models and codec.
+if [ ! -f "$RUN/base/stage2/transformer/config.json" ]; then
+  if [ -n "${FROM:-}" ]; then
+    mkdir -p "$RUN/base" && cp -r "$FROM/stage1" "$FROM/stage2" "$RUN/base/"
+  else
+    $PYTHON -c "from swifti2v.models.tiny import build_base; build_base('$RUN/base', seed=0)"
+  fi
+fi
 
 # 1. Stage I (whole-clip I2V at 128x72) || Stage II phase 1 (CSG windows, oracle references).
-both "$S1 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage1 --max-steps $STAGE1_STEPS" \
-     "$S2 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage2-oracle --max-steps $PHASE1_STEPS"
+both "$S1 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage1 --max-steps $STAGE1_STEPS \
+        --set max_minutes=$MINUTES" \
+     "$S2 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage2-oracle --max-steps $PHASE1_STEPS \
+        --set max_minutes=$MINUTES"
 
 # 2. From phase 1, the same number of steps two ways: stage-transition references made by the trained
 #    tiny Stage I (the shipped model) || oracle references again (the no-stage-transition ablation).
-python -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
-PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS"
+rm -rf "$RUN/stage1-bundle"
+$PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
+PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS \
+        --set max_minutes=$PHASE2_MINUTES"
 both "$S2 $PHASE2 --set model.stage1=$RUN/stage1-bundle --set condition.kind=stage1 --output-dir $RUN/stage2" \
      "$S2 $PHASE2 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage2-no-transition"
 
 # 3. Bundle into the package.
-python recipes/tiny/assemble.py --base $RUN/base --stage1 $RUN/stage1/final --stage2 $RUN/stage2/final \
-  --ablation $RUN/stage2-no-transition/final --out $BUNDLE
+$PYTHON recipes/tiny/assemble.py --base $RUN/base --stage1 $RUN/stage1/final --stage2 $RUN/stage2/final --out $BUNDLE

@@ -3,11 +3,12 @@ out-dir, and two processes under torchrun cover every job exactly once."""
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port, run_process
 
 
 def _jobs(tmp_path: Path, image_file: Path, lines: list) -> Path:
@@ -20,7 +21,7 @@ def _jobs(tmp_path: Path, image_file: Path, lines: list) -> Path:
 def _batch(jobs: Path, out: Path, *extra: str, launcher: list[str] | None = None):
     cmd = (launcher or [sys.executable, "-m"]) + ["swifti2v", "batch", str(jobs), "--out-dir", str(out),
                                                  "--preset", "debug-random", "--frames", "9", "-q", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return run_process(cmd, timeout=600)
 
 
 def _status(out: Path) -> dict:
@@ -64,7 +65,8 @@ def test_bad_jobs_are_recorded_and_the_rest_finish_then_reruns_skip_done_work(tm
 def test_two_processes_under_torchrun_cover_every_job_once(tmp_path, image_file):
     jobs = _jobs(tmp_path, image_file, [{"image": "a.png", "prompt": f"job {i}", "seed": i} for i in range(5)])
     out = tmp_path / "out"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "-m"]
     r = _batch(jobs, out, launcher=launcher)
     assert r.returncode == 0, r.stderr[-2000:]
     status = _status(out)

@@ -1,18 +1,17 @@
 """The `swifti2v` command in a subprocess, as a user runs it."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 
+from conftest import run_process
 from swifti2v.media import VideoWriter, probe_video
 from swifti2v.presets import PRESETS
 
 
 def swifti2v(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "swifti2v", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return run_process([sys.executable, "-m", "swifti2v", *map(str, args)], cwd=cwd, timeout=300)
 
 
 def test_generate_debug_random_writes_mp4_and_sidecar(image_file, tmp_path):

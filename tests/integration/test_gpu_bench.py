@@ -1,12 +1,12 @@
 """`swifti2v bench gpu` runs its whole code path at debug scale on the CPU; the full-size models are
 wired as the 2K run needs them (checked on the meta device)."""
 
-import subprocess
 import sys
 
 import pytest
 import torch
 
+from conftest import run_process
 from swifti2v.bench.gpu import GpuBenchConfig, _run_config, full_size_components, run_gpu_bench, to_markdown
 from swifti2v.errors import UserError
 from swifti2v.models import specs
@@ -35,5 +35,5 @@ def test_full_scale_without_cuda_is_a_user_error():
         pytest.skip("CUDA present")
     with pytest.raises(UserError, match="--scale debug"):
         run_gpu_bench(GpuBenchConfig(device="auto"), lambda *a: None)
-    out = subprocess.run([sys.executable, "-m", "swifti2v", "bench", "gpu", "-q"], capture_output=True, text=True)
+    out = run_process([sys.executable, "-m", "swifti2v", "bench", "gpu", "-q"])
     assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -18,10 +18,10 @@ from swifti2v.presets import get_preset
 from swifti2v.sampling import Window
 
 
-def _run(tmp_path, image_file, mode):
+def _run(tmp_path, image_file, mode, dtype="auto"):
     cfg = validate(get_preset("debug-random").__class__(**{**get_preset("debug-random").__dict__,
-                                                           "memory_mode": mode}))
-    out = tmp_path / f"{mode}.mp4"
+                                                           "memory_mode": mode, "dtype": dtype}))
+    out = tmp_path / f"{mode}-{dtype}.mp4"
     info = pipeline.generate(cfg, image_file, "the camera pans left", out)
     frames, _ = media.read_video(out)
     return info, torch.from_numpy(np.stack([np.asarray(f) for f in frames])), out
@@ -55,6 +55,13 @@ def test_balanced_on_cpu_equals_fast_and_low_runs_with_fp8_and_streaming(tmp_pat
     assert getattr(seen["stage1"], "_swifti2v_streamed", False), "Stage I streamed block by block"
     assert (low.float() - fast.float()).abs().mean() < 20, "fp8 changes the numbers, not the picture's range"
     assert info["config"]["memory_mode"] == "low" and fast_info["config"]["memory_mode"] == "fast"
+
+
+def test_low_mode_in_bf16_runs(tmp_path, image_file):
+    # models built in code come in the run dtype the way loaded ones do (norms, modulation and time embedding
+    # fp32); before, their fp32 patch embedding met bf16 inputs under fp8 storage (found on an H200)
+    info, video, _ = _run(tmp_path, image_file, "low", "bf16")
+    assert info["config"]["dtype"] == "bf16" and video.float().std() > 1
 
 
 def test_unknown_mode_and_backends_are_user_errors():

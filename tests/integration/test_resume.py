@@ -4,7 +4,6 @@ directory, and its frames equal an uninterrupted run's (bitwise on the CPU)."""
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import kill_group, run_process
 from swifti2v import media, pipeline
 from swifti2v.errors import UserError
 from swifti2v.presets import get_preset
@@ -105,16 +105,17 @@ def kill_and_resume(tmp_path: Path, image: Path, reference: np.ndarray, seed: in
     the uninterrupted run's, and nothing half-written may sit under the final name in between."""
     out = tmp_path / f"kill{seed}.mp4"
     t0 = time.perf_counter()
-    subprocess.run(_cli(tmp_path / "timing.mp4", image), check=True, capture_output=True)
+    run_process(_cli(tmp_path / "timing.mp4", image), check=True)
     duration = time.perf_counter() - t0
     delay = random.Random(seed).uniform(0.2 * duration, 0.95 * duration)
-    proc = subprocess.Popen(_cli(out, image), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli(out, image), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
+    kill_group(proc.pid)
     proc.wait()
     if out.exists():  # the run got to its final rename: then the file is whole
         assert np.array_equal(frames_of(out), reference)
-    again = subprocess.run(_cli(out, image), capture_output=True, text=True)
+    again = run_process(_cli(out, image))
     assert again.returncode == 0, again.stderr
     assert np.array_equal(frames_of(out), reference)
     assert json.loads(out.with_suffix(".json").read_text())["config"]["video"]["frames"] == 41

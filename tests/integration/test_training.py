@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import free_port, run_process
 from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
 from swifti2v.models.lora import load_lightx2v_lora
 from swifti2v.training.config import load_train_config
@@ -87,6 +87,14 @@ def test_resume_reaches_the_uninterrupted_weights(cache, tmp_path):
     assert la == pytest.approx(lb, rel=1e-5)  # same batches, same noise, step for step
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_an_export_then_resume_continues(cache, tmp_path):
+    run = tmp_path / "timed"
+    info = train(_cfg(run, "max_minutes=1e-9", data__cache=str(cache), max_steps=5))
+    assert info["steps"] == 1 and (run / "final" / "config.json").is_file()
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 1
+    assert train(_cfg(run, data__cache=str(cache), max_steps=3), resume=True)["steps"] == 3
+
+
 def test_on_the_fly_conditions_equal_the_cache(video_folder, cache, tmp_path):
     train(_cfg(tmp_path / "fly", data__folder=str(video_folder), max_steps=2))
     train(_cfg(tmp_path / "cached", data__cache=str(cache), max_steps=2))
@@ -97,11 +105,11 @@ def test_on_the_fly_conditions_equal_the_cache(video_folder, cache, tmp_path):
 def test_two_processes_agree_on_the_weights(cache, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "swifti2v", "train",
-           "stage2", "--cache", str(cache), "--output-dir", str(run), "--max-steps", "3", "-q",
-           *[a for s in FAST for a in ("--set", s)]]
+           "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "swifti2v", "train", "stage2", "--cache", str(cache), "--output-dir",
+           str(run), "--max-steps", "3", "-q", "--set", "dist_timeout_min=2", *[a for s in FAST for a in ("--set", s)]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    proc = run_process(cmd, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["processes"] == 2 and len(summary["ranks"]) == 2 and summary["ranks_agree"]
@@ -123,7 +131,7 @@ def test_stage1_lora_is_what_generate_lora_loads(video_folder, tmp_path):
 
 def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "swifti2v", *args], capture_output=True, text=True, timeout=300)
+        return run_process([sys.executable, "-m", "swifti2v", *args], timeout=300)
 
     bad = tmp_path / "bad"
     bad.mkdir()

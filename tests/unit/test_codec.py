@@ -58,3 +58,30 @@ def test_diffusers_i2v_conditioning_reads_it(clip):
                                    latents=torch.zeros(1, 768, 4, 4, 6))
     assert cond.shape == (1, 4 + 768, 4, 4, 6)
     assert torch.allclose(cond[:, 4:, :1], WanVAE(PixelCodec()).encode(image[:, :, None]))
+
+
+def test_pca_recovers_a_subspace_and_the_fitted_codec_round_trips_through_a_folder(tmp_path):
+    from swifti2v.models.codec import fit_pca, patch_vectors
+    from swifti2v.models.components import _load_vae
+
+    g = torch.Generator().manual_seed(1)
+    basis = torch.linalg.qr(torch.randn(48, 6, generator=g))[0]  # data living in a 6-d subspace + an offset
+    data = torch.randn(4000, 6, generator=g) * torch.tensor([5.0, 4, 3, 2, 1, 0.5]) @ basis.T + 0.3
+    got, mean, var = fit_pca([(data[:2000], 1.0), (data[2000:], 1.0)], 6)
+    assert torch.allclose(got @ got.T @ basis, basis, atol=1e-4)  # the same subspace
+    assert torch.allclose(mean, torch.full((48,), 0.3), atol=0.2) and var[6:].abs().max() < 1e-4
+
+    clip = torch.rand(2, 3, 9, 16, 16, generator=g) * 2 - 1
+    vectors = patch_vectors(clip, spatial=2, temporal=4)
+    assert vectors.shape == (2 * 3 * 8 * 8, 48)
+    proj, mean, _ = fit_pca([(vectors, 1.0)], 48)  # every component: lossless
+    codec = PixelCodec(scale_factor_spatial=2, projected_dim=48, fitted=True, latents_std=[0.7] * 48)
+    codec.projection.copy_(proj)
+    codec.offset.copy_(mean)
+    codec.save_pretrained(tmp_path / "vae")
+    loaded = _load_vae(str(tmp_path), "vae")
+    assert torch.equal(loaded.projection, proj) and torch.equal(loaded.offset, mean)
+    vae = WanVAE(loaded)
+    assert torch.allclose(vae.decode(vae.encode(clip)), clip, atol=1e-4)
+    loaded.to(torch.bfloat16)  # stored in a run dtype, it still codes in fp32
+    assert vae.decode(vae.encode(clip)).dtype == torch.float32

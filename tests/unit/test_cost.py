@@ -2,12 +2,12 @@
 the 2K predictions docs/benchmarks.md publishes."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 import torch
 
+from conftest import run_process
 from swifti2v.bench.cost import CostConfig, run_cost, to_markdown
 from swifti2v.bench.counting import DiTCall, dit_flops, measured_flops, trace_peak
 from swifti2v.models import debug, specs
@@ -87,11 +87,10 @@ def test_csg_costs_less_than_end_to_end_for_long_clips_on_bench_cpu():
 
 
 def test_bench_cost_cli_prints_json():
-    out = subprocess.run([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
-                          "--frames", "9,25"], capture_output=True, text=True)
+    out = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
+                       "--frames", "9,25"])
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
     assert [r["video"]["frames"] for r in results] == [9, 25]
-    bad = subprocess.run([sys.executable, "-m", "swifti2v", "bench", "cost", "--frames", "80"], capture_output=True,
-                         text=True)
+    bad = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--frames", "80"])
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "77 or 81" in bad.stderr

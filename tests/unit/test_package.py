@@ -1,9 +1,10 @@
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from conftest import run_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +17,7 @@ def test_import_has_no_side_effects(tmp_path):
         "assert not logging.getLogger().handlers, 'logging configured'; "
         "assert 'torch' not in sys.modules or not __import__('torch').cuda.is_initialized(), 'GPU touched'"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    r = run_process([sys.executable, "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert list(tmp_path.iterdir()) == [], "importing created files"
     assert not logging.getLogger("swifti2v").handlers
@@ -24,5 +25,5 @@ def test_import_has_no_side_effects(tmp_path):
 
 def test_ruff_is_clean():
     ruff = shutil.which("ruff") or os.path.join(os.path.dirname(sys.executable), "ruff")
-    r = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
+    r = run_process([ruff, "check", str(ROOT)])
     assert r.returncode == 0, r.stdout + r.stderr

@@ -58,12 +58,13 @@ def seam_score(out: Tensor, gt: Tensor, boundaries: Sequence[int]) -> float:
 
 
 def summarise(out: Tensor, gt: Tensor, boundaries: Sequence[int]) -> dict[str, float]:
-    """PSNR/SSIM over all frames and over the last third, first-frame PSNR, seam score, temporal error."""
+    """PSNR/SSIM over the generated frames (1..F-1; frame 0 is the input image, reported on its own) and
+    over the last third, first-frame PSNR, seam score, temporal error."""
     n = out.shape[1]
     last = slice(n - n // 3, n)
     psnr, ssim = frame_psnr(out, gt), frame_ssim(out, gt)
     return {
-        "psnr": float(psnr.mean()), "ssim": float(ssim.mean()),
+        "psnr": float(psnr[1:].mean()), "ssim": float(ssim[1:].mean()),
         "psnr_last_third": float(psnr[last].mean()), "ssim_last_third": float(ssim[last].mean()),
         "psnr_first_frame": float(psnr[0]),
         "seam": seam_score(out, gt, boundaries),

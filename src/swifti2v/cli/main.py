@@ -179,14 +179,16 @@ def _bench_parsers(sub) -> None:
                         "stage-transition conditions; plus Stage I's motion-direction accuracy. Writes a markdown "
                         "table and JSON.")
     f.add_argument("--preset", default="tiny", help="models to measure (default tiny)")
-    f.add_argument("--clips", type=int, default=6, help="held-out camera clips (default 6)")
+    f.add_argument("--clips", type=int, default=4, help="held-out procedural camera clips (default 4)")
+    f.add_argument("--photo-clips", type=int, default=4,
+                   help="held-out camera clips over held-out photographs (default 4)")
     f.add_argument("--direction-clips", type=int, default=24, help="held-out pan clips for Stage I (default 24)")
     f.add_argument("--height", type=int, default=288, help="clip height (default 288)")
     f.add_argument("--width", type=int, default=512, help="clip width (default 512)")
     f.add_argument("--frames", type=int, default=33, help="clip length, 4k+1 (default 33)")
-    f.add_argument("--steps", default="1,2,4", help="Stage II step counts to compare, comma-separated (default 1,2,4)")
-    f.add_argument("--ablation-model", default=None, help="Stage II trained without stage-transition conditions "
-                   "(default: the bundled one)")
+    f.add_argument("--steps", default="1,2", help="Stage II step counts to compare, comma-separated (default 1,2)")
+    f.add_argument("--ablation-model", default=None, help="Stage II trained without stage-transition conditions, "
+                   "e.g. outputs/tiny/stage2-no-transition/final from recipes/tiny/train.sh (default: row left out)")
     f.add_argument("--out", default="outputs/bench/fidelity", help="writes OUT.json and OUT.md")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -262,14 +264,14 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
         return _run_cost(args)
     if args.bench == "gpu":
         return _run_gpu(args, progress)
-    from swifti2v.bench.fidelity import ABLATION_MODEL, FidelityConfig, run_fidelity, to_markdown
+    from swifti2v.bench.fidelity import FidelityConfig, run_fidelity, to_markdown
 
     steps = _int_list("--steps", args.steps)
-    if args.clips < 1 or args.direction_clips < 0:
-        raise UserError("--clips must be >= 1 and --direction-clips >= 0")
-    cfg = FidelityConfig(preset=args.preset, clips=args.clips, direction_clips=args.direction_clips,
-                         height=args.height, width=args.width, frames=args.frames, steps=steps,
-                         ablation_model=args.ablation_model or ABLATION_MODEL)
+    if min(args.clips, args.photo_clips, args.direction_clips) < 0 or args.clips + args.photo_clips < 1:
+        raise UserError("--clips, --photo-clips and --direction-clips must be >= 0, with at least one clip")
+    cfg = FidelityConfig(preset=args.preset, clips=args.clips, photo_clips=args.photo_clips,
+                         direction_clips=args.direction_clips, height=args.height, width=args.width,
+                         frames=args.frames, steps=steps, ablation_model=args.ablation_model)
     result = run_fidelity(cfg, progress)
     out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")

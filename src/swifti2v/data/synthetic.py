@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,8 +40,9 @@ Kind = Literal["camera", "sprite"]
 KINDS: tuple[str, ...] = ("camera", "sprite")
 HELDOUT_SEED = 1_000_000_000  # held-out clip i uses seed HELDOUT_SEED + i; training seeds stay below it
 PHOTOS: dict[str, tuple[str, ...]] = {
-    "train": ("astronaut.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
-              "ihc.png", "brick.png", "grass.png"),
+    # motorcycle_left is the stereo twin of a held-out photograph: in neither split.
+    "train": ("astronaut.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png", "brick.png",
+              "grass.png", "camera.png", "coins.png", "moon.png"),
     "heldout": ("chelsea.png", "retina.jpg", "gravel.png", "motorcycle_right.png"),
 }
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -187,7 +189,7 @@ def sample_at(image: Tensor, xy: Tensor, mode: str = "bicubic") -> Tensor:
     return out.permute(1, 0, 2, 3)
 
 
-def _pixel_grid(h: int, w: int) -> Tensor:
+def pixel_grid(h: int, w: int) -> Tensor:
     y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     return torch.stack([x, y], dim=-1)
 
@@ -199,15 +201,19 @@ def downsample_frames(frames: Tensor, factor: int) -> Tensor:
     return downsample(frames[None], factor)[0]
 
 
-def _camera_path(rng: np.random.Generator, frames: int, h: int, w: int) -> tuple[str, str, np.ndarray]:
-    """-> (motion, caption, A (F, 2, 3)): frame pixel (x, y, 1) -> still offset from the path's start centre."""
+def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tuple[float, float] = (0.5, 3.5)
+                ) -> tuple[str, str, np.ndarray]:
+    """-> (motion, caption, A (F, 2, 3)): frame pixel (x, y, 1) -> still offset from the path's start centre.
+
+    Pans move `speed` pixels per frame (uniform in the range, for a 33-frame clip; longer clips move as far).
+    """
     t = np.arange(frames, dtype=np.float64)
     scale, angle, centre = np.ones(frames), np.zeros(frames), np.zeros((frames, 2))
     motion = ("pan", "zoom", "rotate")[rng.choice(3, p=[0.6, 0.2, 0.2])]
     if motion == "pan":
         name = list(PAN_DIRECTIONS)[rng.integers(len(PAN_DIRECTIONS))]
         d = np.array(PAN_DIRECTIONS[name]) / np.hypot(*PAN_DIRECTIONS[name])
-        centre = t[:, None] * rng.uniform(0.5, 3.5) * 33 / frames * d[None]
+        centre = t[:, None] * rng.uniform(*speed) * 33 / frames * d[None]
         caption = f"the camera pans {name}"
     elif motion == "zoom":
         total = rng.uniform(1.15, 1.5)
@@ -229,7 +235,7 @@ def _camera_path(rng: np.random.Generator, frames: int, h: int, w: int) -> tuple
     return motion, caption, a
 
 
-def _apply(a: np.ndarray, xy: Tensor) -> Tensor:
+def apply_affine(a: np.ndarray, xy: Tensor) -> Tensor:
     """Affine maps (F, 2, 3) applied to a pixel grid (H, W, 2) -> (F, H, W, 2)."""
     m = torch.from_numpy(a).float()
     return torch.einsum("fij,hwj->fhwi", m[:, :, :2], xy) + m[:, None, None, :, 2]
@@ -238,14 +244,25 @@ def _apply(a: np.ndarray, xy: Tensor) -> Tensor:
 def camera_clip(seed: int, height: int, width: int, frames: int, downscale: int = 4,
                 split: Split = "train") -> SyntheticClip:
     rng = np.random.default_rng(seed)
-    motion, caption, a = _camera_path(rng, frames, height, width)
-    grid = _pixel_grid(height, width)
-    pts = _apply(a, grid)  # offsets from the start centre, in still pixels
+    return render_camera(rng, height, width, frames, downscale, lambda h, w: still(rng, h, w, split))
+
+
+def _camera_points(rng: np.random.Generator, height: int, width: int, frames: int, speed: tuple[float, float]
+                   ) -> tuple[str, str, np.ndarray, Tensor, Tensor, tuple[int, int]]:
+    """A camera path and where every frame pixel samples the still: (motion, caption, A, pts, lo, still (h, w))."""
+    motion, caption, a = camera_path(rng, frames, height, width, speed)
+    pts = apply_affine(a, pixel_grid(height, width))  # offsets from the start centre, in still pixels
     lo, hi = pts.reshape(-1, 2).amin(0).floor() - 4, pts.reshape(-1, 2).amax(0).ceil() + 4
     size = (hi - lo + 1).int()
-    image = still(rng, int(size[1]), int(size[0]), split)
-    xy = pts - lo
-    clip = sample_at(image, xy).clamp(-1, 1)
+    return motion, caption, a, pts, lo, (int(size[1]), int(size[0]))
+
+
+def render_camera(rng: np.random.Generator, height: int, width: int, frames: int, downscale: int,
+                  make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)) -> SyntheticClip:
+    """A camera clip over the still `make_still(h, w)` returns ((3, h, w) in [-1, 1]), with its ground truth."""
+    motion, caption, a, pts, lo, size = _camera_points(rng, height, width, frames, speed)
+    image = make_still(*size)
+    clip = sample_at(image, pts - lo).clamp(-1, 1)
     # Where each pixel's content sits in frame 0: invert frame 0's (exact, integer) map.
     a0 = torch.from_numpy(a[0]).float()
     inv = torch.linalg.inv(torch.cat([a0, torch.tensor([[0.0, 0.0, 1.0]])]))[:2]
@@ -257,6 +274,26 @@ def camera_clip(seed: int, height: int, width: int, frames: int, downscale: int 
         step = a[1, :, 2] - a[0, :, 2]
         shift = (-float(step[0]), -float(step[1]))
     return SyntheticClip(clip, downsample_frames(clip, downscale), caption, "camera", motion, source, valid, shift)
+
+
+def render_camera_pixels(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
+                         make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)
+                         ) -> tuple[Tensor, str]:
+    """Frames alone (training), rendered at 1/k of (height, width) directly: (3, F, height/k, width/k), caption.
+
+    k = 1 gives the clip `render_camera` gives; k > 1 its low-res twin at k^2 fewer samples: low-res pixel
+    (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k the same way.
+    """
+    motion, caption, a = camera_path(rng, frames, height, width, speed)
+    centres = pixel_grid(height // k, width // k) * k + (k - 1) / 2
+    pts = apply_affine(a, centres)
+    corners = apply_affine(a, centres[:: height // k - 1, :: width // k - 1])  # affine: extremes at corners
+    lo = corners.reshape(-1, 2).amin(0).floor() - 4 * k
+    size = ((corners.reshape(-1, 2).amax(0).ceil() + 4 * k - lo + 1) / k).ceil().int() * k
+    image = make_still(int(size[1]), int(size[0]))
+    if k > 1:
+        image = downsample_frames(image[:, None], k)[:, 0]
+    return sample_at(image, (pts - lo + 0.5) / k - 0.5).clamp(-1, 1), caption
 
 
 def _sprite(rng: np.random.Generator, size: int, split: Split) -> tuple[str, str, Tensor]:
@@ -283,7 +320,7 @@ def sprite_clip(seed: int, height: int, width: int, frames: int, downscale: int 
                 split: Split = "train") -> SyntheticClip:
     rng = np.random.default_rng(seed)
     background = still(rng, height, width, split)
-    grid = _pixel_grid(height, width)
+    grid = pixel_grid(height, width)
     t = torch.arange(frames, dtype=torch.float32)[:, None]
     clip = background[:, None].expand(-1, frames, -1, -1).clone()
     source = grid[None].expand(frames, -1, -1, -1).clone()

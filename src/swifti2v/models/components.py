@@ -108,7 +108,9 @@ def _load_vae(source: str, what: str):
     """AutoencoderKLWan, or the fixed PixelCodec the `tiny` models use (by the folder's `_class_name`)."""
     config = Path(source) / "vae" / "config.json"
     if config.is_file() and json.loads(config.read_text()).get("_class_name") == PixelCodec.__name__:
-        return PixelCodec.from_config(PixelCodec.load_config(source, subfolder="vae"))  # no weights
+        if not json.loads(config.read_text()).get("fitted"):
+            return PixelCodec.from_config(PixelCodec.load_config(source, subfolder="vae"))  # no weights
+        return _load(PixelCodec, source, what, subfolder="vae")  # a PCA basis and mean (safetensors)
     return _load(AutoencoderKLWan, source, what, subfolder="vae", torch_dtype=torch.float32)
 
 
@@ -129,13 +131,24 @@ def load_text_encoder(source: str, device: torch.device, dtype: torch.dtype) -> 
     return TextEncoder(tokenizer, _finish(model, device))
 
 
+def _as_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A model built in code, in `dtype` the way `from_pretrained(torch_dtype=dtype)` gives it: the modules
+    it names in `_keep_in_fp32_modules` stay fp32 (a plain `.to` would cast them too)."""
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    torch.nn.Module.to(model, dtype)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if keep & set(name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.float()
+    return model
+
+
 def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1Components:
     """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json)."""
     prediction = "velocity"
     if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 1)
-            transformer = _debug().tiny_stage1_transformer()
+            transformer = _as_loaded(_debug().tiny_stage1_transformer(), dtype)
             image_encoder, image_processor = _debug().tiny_image_encoder()
             vae = _debug().tiny_vae_21()
         transformer_2, boundary = None, None
@@ -200,6 +213,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
                 vae, transformer = _debug().tiny_vae_22(), _debug().tiny_stage2_transformer()
             else:
                 vae, transformer = PixelCodec(**_debug().BENCH_CODEC), _debug().bench_stage2_transformer()
+            transformer = _as_loaded(transformer, dtype)
     else:
         source = resolve(source)
         vae = _load_vae(source, "Stage II VAE")

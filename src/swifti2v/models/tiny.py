@@ -6,13 +6,14 @@ Layout (diffusers format, the same loading code as the real models):
                           text_encoder/ (UMT5), tokenizer/ (byte-level)
     weights/tiny/stage2/  vae/ (PixelCodec), transformer/ (concat refiner, [x ; z_ref] input), text_encoder/,
                           tokenizer/ (the same as Stage I's)
-    weights/tiny/stage2-no-transition/  the same refiner trained on oracle (downsampled) references only
 
-Both stages code video with the fixed lossless PixelCodec (4 frames x 8 x 8 pixels per latent pixel,
-768 channels) and use 1x1x1 patches, so one token is an 8x8-pixel patch of 4 frames. Both DiTs predict
-x0 as a residual on their conditioning (models/adapter.py): 256 wide, they cannot carry 768 channels of
-noise through to a velocity. `build_base` writes the random-init starting point (from a seed) that the
-recipe (recipes/tiny/train.sh) trains.
+Both stages code video with a fixed linear codec: the 192 principal components of 4-frame x 8 x 8-pixel
+RGB patches (768 values), fitted on training clips and on their bicubic x4 round trips (the hybrid
+reference is bicubic), so it keeps both nearly losslessly. One token is one 1x1x1 latent pixel (192
+channels) and both DiTs are 384 wide: a DiT can only copy what fits through its width, and this keeps it
+at 2x a token's channels, as TI2V-5B (3,072 wide, 192 channels per token) does. Both DiTs predict x0 as
+a residual on their conditioning (models/adapter.py). `build_base` fits the codec and writes the
+random-init starting point (from a seed) that the recipe (recipes/tiny/train.sh) trains.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from swifti2v.models.adapter import PREDICTION_FILE
-from swifti2v.models.codec import PixelCodec
+from swifti2v.models.codec import PixelCodec, fit_pca, patch_vectors
 from swifti2v.presets import BUNDLED  # "bundled:tiny/stage1" -> WEIGHTS_DIR/tiny/stage1
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-CODEC = dict(scale_factor_spatial=8, scale_factor_temporal=4)
-Z = 3 * CODEC["scale_factor_temporal"] * CODEC["scale_factor_spatial"] ** 2
+CODEC = dict(scale_factor_spatial=8, scale_factor_temporal=4, projected_dim=192, fitted=True)
+Z = CODEC["projected_dim"]
+WIDTH, HEADS = 384, 6
 TEXT_DIM = 32
+# The codec's fit weighs bicubic x4 round trips 8x the sharp patches: the reference then loses <= 0.1 dB
+# to the round trip (docs/results.md), and the sharp clips still reconstruct at ~39 dB.
+BICUBIC_WEIGHT = 8.0
 
 
 def resolve(source: str) -> str:
@@ -40,8 +45,8 @@ def resolve(source: str) -> str:
 
 def _dit(in_channels: int, layers: int, **kw) -> WanTransformer3DModel:
     return WanTransformer3DModel(
-        patch_size=(1, 1, 1), num_attention_heads=4, attention_head_dim=64, in_channels=in_channels,
-        out_channels=Z, text_dim=TEXT_DIM, freq_dim=64, ffn_dim=768, num_layers=layers, cross_attn_norm=True,
+        patch_size=(1, 1, 1), num_attention_heads=HEADS, attention_head_dim=WIDTH // HEADS, in_channels=in_channels,
+        out_channels=Z, text_dim=TEXT_DIM, freq_dim=64, ffn_dim=4 * WIDTH, num_layers=layers, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=256, **kw,
     )
 
@@ -56,7 +61,31 @@ def stage2_transformer() -> WanTransformer3DModel:
     return _dit(Z, layers=6)
 
 
-def build_base(out: str | Path, seed: int = 0) -> Path:
+def codec_patches(clips: int, seed: int, size: int = 256, frames: int = 33):
+    """Patch vectors of training bank clips and of their bicubic x4 round trips (what the reference is)."""
+    from swifti2v.data.bank import BankClips, StillBank, to_float
+    from swifti2v.reference import upsample
+    from swifti2v.training.conditions import downsample
+
+    data = BankClips(StillBank.build(clips, "train", seed=seed), clips, size, size, frames, seed0=seed)
+    s, t = CODEC["scale_factor_spatial"], CODEC["scale_factor_temporal"]
+    for i in range(clips):
+        clip = to_float(data[i]["pixels"][None])  # (1, 3, 1+4k, H, W)
+        yield patch_vectors(clip, s, t), 1.0
+        yield patch_vectors(upsample(downsample(clip, 4), size, size), s, t), BICUBIC_WEIGHT
+
+
+def fit_codec(clips: int = 48, seed: int = 0) -> PixelCodec:
+    """The tiny models' PCA codec, fitted on `clips` training clips (deterministic from the seed)."""
+    basis, mean, variances = fit_pca(codec_patches(clips, seed), Z)
+    scale = float(variances[:Z].mean().sqrt())  # one scale for every channel: latent MSE stays pixel MSE
+    codec = PixelCodec(**CODEC, latents_std=[scale] * Z)
+    codec.projection.copy_(basis)
+    codec.offset.copy_(mean)
+    return codec
+
+
+def build_base(out: str | Path, seed: int = 0, codec_clips: int = 48) -> Path:
     """Write the random-init tiny Stage I and Stage II folders (the start of training) under `out`."""
     from swifti2v.models import debug
 
@@ -64,7 +93,7 @@ def build_base(out: str | Path, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text, s1, s2 = debug.tiny_text_encoder(), stage1_transformer(), stage2_transformer()
-    codec = PixelCodec(**CODEC)
+    codec = fit_codec(codec_clips, seed)
     s1_dir, s2_dir = out / "stage1", out / "stage2"
     for model, folder in ((s1, s1_dir / "transformer"), (s2, s2_dir / "transformer")):
         model.save_pretrained(folder)
@@ -100,8 +129,7 @@ def compose(base_folder: str | Path, transformer: str | Path, out: str | Path) -
     return out
 
 
-def assemble(base: str | Path, stage1: str | Path, stage2: str | Path, ablation: str | Path,
-             out: str | Path = WEIGHTS_DIR / "tiny") -> Path:
+def assemble(base: str | Path, stage1: str | Path, stage2: str | Path, out: str | Path = WEIGHTS_DIR / "tiny") -> Path:
     """Bundle trained transformer folders with the base's codec, text encoder and tokenizer into `out`."""
     import shutil
 
@@ -110,7 +138,6 @@ def assemble(base: str | Path, stage1: str | Path, stage2: str | Path, ablation:
     shutil.rmtree(tmp, ignore_errors=True)
     compose(base / "stage1", stage1, tmp / "stage1")
     compose(base / "stage2", stage2, tmp / "stage2")
-    compose(base / "stage2", ablation, tmp / "stage2-no-transition")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

@@ -33,6 +33,9 @@ class DataConfig:
     cache: str = ""  # latent cache written by `prepare-data`; used instead of decoding the videos
     synthetic: int = 0  # > 0: train on this many procedural clips (swifti2v.data.synthetic) instead
     synthetic_kinds: tuple[str, ...] = ("camera", "sprite")
+    bank: int = 0  # > 0: synthetic clips are camera clips over a bank of this many collages + photographs
+    speed: tuple[float, float] = (0.25, 4.5)  # bank clips: pan speed range, pixels per frame at the data size
+    photo_share: float = 0.5  # bank clips: share of clips over a photograph alone
     height: int = 128  # Stage II training size (Stage I trains at height/downscale)
     width: int = 256
     frames: int = 25  # 4k+1
@@ -104,6 +107,9 @@ class TrainConfig:
     logit_std: float = 1.0
     sigma_shift: float = 1.0  # applied after sampling (Wan/SD3 shift); >1 favours high noise
     max_steps: int = 1000
+    dist_timeout_min: float = 30.0  # multi-process: a collective waiting longer than this fails (torch's default)
+    max_minutes: float = 0.0  # > 0: stop (checkpoint + export) after the first step past this wall time;
+    # --resume continues, so a long run can be trained in pieces
     batch_size: int = 1  # per process
     grad_accum: int = 1
     mixed_precision: Literal["no", "bf16"] = "bf16"
@@ -213,6 +219,9 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
             raise UserError(f"{name} {x} must be a positive multiple of 32 and of {low} (8 x condition.downscale)")
     if d.stride < 1:
         raise UserError(f"data.stride {d.stride} must be at least 1")
+    if d.bank < 0 or not 0.0 <= d.photo_share <= 1.0 or not 0.0 <= d.speed[0] <= d.speed[1]:
+        raise UserError(f"data.bank {d.bank} must be >= 0, data.photo_share {d.photo_share} in [0, 1] and "
+                        f"data.speed {list(d.speed)} an increasing pair >= 0")
     if not d.folder and not d.cache and d.synthetic < 1:
         raise UserError("no training data: pass --data FOLDER (videos + metadata.jsonl), --cache DIR or "
                         "--set data.synthetic=N (procedural clips)")
@@ -228,6 +237,10 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
                     ("log_every", cfg.log_every)):
         if x < 1:
             raise UserError(f"{name} {x} must be at least 1")
+    if cfg.dist_timeout_min <= 0:
+        raise UserError(f"dist_timeout_min {cfg.dist_timeout_min} must be > 0")
+    if cfg.max_minutes < 0:
+        raise UserError(f"max_minutes {cfg.max_minutes} must be >= 0 (0 = no time limit)")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise UserError(f"ema_decay {cfg.ema_decay} must be in [0, 1)")
     return cfg

@@ -19,11 +19,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, broadcast
 from torch.utils.data import DataLoader
 
 from swifti2v.errors import UserError
@@ -112,6 +113,8 @@ def _make_accelerator(cfg: TrainConfig, out: Path) -> Accelerator:
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        # a collective whose peer is gone fails after this, instead of holding the machine
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(minutes=cfg.dist_timeout_min))],
     )
 
 
@@ -126,6 +129,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
     if resume and latest is None:
         log.warning("--resume: no checkpoint in %s yet; starting from step 0", out)
     acc = _make_accelerator(cfg, out)
+    try:
+        return _train(cfg, acc, out, ckpts, latest if resume else None, progress)
+    finally:
+        _teardown(acc)
+
+
+def _teardown(acc: Accelerator) -> None:
+    """Every rank leaves the same way: trackers closed, then the process group destroyed explicitly, so no
+    rank is left in a collective (or in a destructor) that a finished rank no longer joins."""
+    acc.end_training()  # trackers finish; the default process group is destroyed
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, latest: dict | None,
+           progress: Progress | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     task = TASKS[cfg.task](cfg, acc.device)
     params = [p for p in task.model.parameters() if p.requires_grad]
@@ -148,7 +167,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         ema = EMAModel(params, decay=cfg.ema_decay)
         ema.to(acc.device)
     step = 0
-    if resume and latest is not None:
+    if latest is not None:
         acc.load_state(str(ckpts.root / latest["dir"]))
         step = latest["step"]
         if ema is not None:
@@ -162,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         acc.init_trackers("swifti2v", config=_flat(cfg.to_dict()))
     progress = progress if acc.is_main_process else None
     result = _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, step, out, progress)
-    acc.end_training()
+    acc.wait_for_everyone()  # the last collective: every rank reaches the teardown together
     return result
 
 
@@ -209,12 +228,25 @@ def _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts
                 window_loss, window_start = [], now
             if progress:
                 progress("train steps", step, cfg.max_steps)
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
+            out_of_time = _out_of_time(acc, cfg, t0)
+            if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
                 ckpts.save(acc, {"step": step, "batches": batch_index, "loss": last_loss,
                                  "ranks": weight_digest(acc, params)}, ema)
-            if step >= cfg.max_steps:
-                break
+            if step >= cfg.max_steps or out_of_time:
+                if out_of_time:
+                    log.info("max_minutes %.1f reached at step %d; --resume continues", cfg.max_minutes, step)
+                return _finish(cfg, acc, task, model, params, ema, out, step, last_loss, time.perf_counter() - t0)
     return _finish(cfg, acc, task, model, params, ema, out, step, last_loss, time.perf_counter() - t0)
+
+
+def _out_of_time(acc: Accelerator, cfg: TrainConfig, t0: float) -> bool:
+    """Every rank stops at the same step: rank 0's clock decides."""
+    if not cfg.max_minutes:
+        return False
+    late = torch.tensor([float(time.perf_counter() - t0 > 60 * cfg.max_minutes)], device=acc.device)
+    if acc.num_processes > 1:
+        late = broadcast(late, from_process=0)
+    return bool(late.item())
 
 
 def _finish(cfg, acc, task, model, params, ema, out, step, last_loss, seconds) -> dict:

@@ -44,7 +44,7 @@ def prepare_data(cfg: TrainConfig, progress: Callable[[str, int, int], None] | N
             log.warning("skipping %s: %s", r.name, e)
             failed.append(r.name)
             continue
-        writer.write(r.name, *encoder(pixels, r.caption, r.name))
+        writer.write(r.name, *encoder(pixels, [r.caption], [r.name]))
         if progress:
             progress("clips", k + 1, len(todo))
     state.wait_for_everyone()

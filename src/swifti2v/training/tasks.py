@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from swifti2v.data.bank import to_float
 from swifti2v.data.cache import CachedLatents, collate
 from swifti2v.data.synthetic import SyntheticClips
 from swifti2v.data.videos import ScanReport, open_folder
@@ -62,16 +64,31 @@ class ClipEncoder:
     cfg: TrainConfig
     text: TextEncoder
     models: ConditionModels
+    captions: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # procedural captions repeat
+
+    def encode_text(self, caption: str) -> torch.Tensor:
+        text = self.captions.get(caption)
+        if text is None:
+            text = self.text.encode(caption, self.models.stage2_vae.device)
+            if len(self.captions) < 1024:
+                self.captions[caption] = text
+        return text
 
     @torch.no_grad()
-    def __call__(self, pixels: torch.Tensor, caption: str, name: str) -> tuple[torch.Tensor, ...]:
-        """pixels: (1, 3, F, H, W) in [-1, 1]."""
+    def __call__(self, pixels: torch.Tensor, captions: list[str], names: list[str]) -> tuple[torch.Tensor, ...]:
+        """pixels: (B, 3, F, H, W) in [-1, 1]. A batch at once where the condition has no randomness
+        (`downsample`), else clip by clip with each clip's own generator."""
         vae = self.models.stage2_vae
-        text = self.text.encode(caption, vae.device)
-        pixels = pixels.to(vae.device)
+        pixels = to_float(pixels.to(vae.device))
+        text = torch.cat([self.encode_text(c) for c in captions])
         z = vae.encode(pixels)
-        z_ref = condition_reference(pixels, text, self.cfg.condition, self.models,
-                                    condition_generator(self.cfg.seed, name))
+        kind = self.cfg.condition.kind
+        if kind == "downsample":
+            z_ref = condition_reference(pixels, text, self.cfg.condition, self.models, torch.Generator())
+        else:
+            z_ref = torch.cat([condition_reference(pixels[i : i + 1], text[i : i + 1], self.cfg.condition, self.models,
+                                                   condition_generator(self.cfg.seed, name))
+                               for i, name in enumerate(names)])
         return z, z_ref, text
 
 
@@ -114,6 +131,12 @@ def _prepare_trainable(model: nn.Module, cfg: TrainConfig, extra_trainable: tupl
 def open_data(cfg: TrainConfig, low: bool = False) -> tuple[Dataset, ScanReport | None]:
     """The training clips at the data size, or at the Stage I size (1/downscale) when `low`."""
     d, k = cfg.data, cfg.condition.downscale
+    if d.synthetic and d.bank:
+        from swifti2v.data.bank import BankClips, StillBank
+
+        bank = StillBank.build(d.bank, "train", seed=cfg.seed, workers=max(1, (os.cpu_count() or 1) // 2))
+        return BankClips(bank, d.synthetic, d.height, d.width, d.frames, seed0=cfg.seed, downscale=k, low=low,
+                         speed=d.speed, photo_share=d.photo_share), None
     if d.synthetic:
         return SyntheticClips(d.synthetic, d.height, d.width, d.frames, d.synthetic_kinds, seed0=cfg.seed,
                               downscale=k, low=low), None
@@ -167,9 +190,7 @@ class Stage2Task:
     def latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if "z" in batch:
             return tuple(batch[k].to(self.device) for k in ("z", "z_ref", "text"))
-        parts = [self.encoder(px[None], cap, name)
-                 for px, cap, name in zip(batch["pixels"], batch["caption"], batch["name"], strict=True)]
-        return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+        return self.encoder(batch["pixels"], list(batch["caption"]), list(batch["name"]))
 
     def loss(self, runner: nn.Module, batch: dict, g: torch.Generator) -> torch.Tensor:
         z, z_ref, text = self.latents(batch)
@@ -211,7 +232,7 @@ class Stage1Task:
 
     def loss(self, runner: nn.Module, batch: dict, g: torch.Generator) -> torch.Tensor:
         c, vae = self.cfg, self.stage1.vae
-        pixels = batch["pixels"].to(self.device)
+        pixels = to_float(batch["pixels"].to(self.device))
         with torch.no_grad():
             z = torch.cat([vae.encode(px[None]) for px in pixels])
             conds = [stage1_velocity(self.stage1, to_image(px[:, 0]), self.text.encode(cap, self.device), px.shape[1],

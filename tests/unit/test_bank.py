@@ -1,0 +1,62 @@
+"""Bank clips: camera clips over a bank of collages and photographs, the tiny models' training data."""
+
+import sys
+
+import numpy as np
+import torch
+
+from conftest import run_process
+from swifti2v.data import synthetic as S
+from swifti2v.data.bank import BankClips, StillBank, heldout_photo_clip
+from swifti2v.data.synthetic import PHOTOS
+
+
+def test_bank_clips_are_deterministic_and_shaped():
+    bank = StillBank.build(2, seed=5)
+    assert len(bank.collages) == 2 and len(bank.photos) == 3 * len(PHOTOS["train"])
+    data = BankClips(bank, 10, 64, 96, 9, seed0=7)
+    a, b = data[3], data[3]
+    assert torch.equal(a["pixels"], b["pixels"]) and a["caption"] == b["caption"]
+    assert a["pixels"].shape == (3, 9, 64, 96) and a["pixels"].dtype == torch.uint8
+    assert a["caption"].startswith("the camera")
+    low = BankClips(bank, 10, 64, 96, 9, seed0=7, low=True)[3]["pixels"]
+    assert low.shape == (3, 9, 16, 24)
+
+
+def test_full_render_equals_the_ground_truth_renderer_and_low_res_matches_its_downsample():
+    bank = StillBank.build(1)
+    make = lambda rng: (lambda h, w: bank.pick(rng, h, w))
+    clip = S.render_camera(np.random.default_rng(5), 64, 96, 9, 4, make(np.random.default_rng(7)))
+    frames, caption = S.render_camera_pixels(np.random.default_rng(5), 64, 96, 9, 1, make(np.random.default_rng(7)))
+    assert torch.equal(frames, clip.frames) and caption == clip.caption
+
+    def smooth(rng, k):  # a still whose content depends on absolute position, so both renders see the same
+        _, _, a = S.camera_path(rng, 9, 64, 96, (0.5, 3.5))
+        pts = S.apply_affine(a, S.pixel_grid(64 // k, 96 // k) * k + (k - 1) / 2)
+        lo = pts.reshape(-1, 2).amin(0).floor() - 4 * k
+
+        def make_still(h, w):
+            y, x = torch.meshgrid(torch.arange(h) + lo[1], torch.arange(w) + lo[0], indexing="ij")
+            return (0.5 * torch.cos(x / 17 * 6.28) * torch.cos(y / 13 * 6.28))[None].expand(3, -1, -1).clone()
+        return make_still
+
+    for seed in range(3):
+        rng = np.random.default_rng
+        full, _ = S.render_camera_pixels(rng(seed), 64, 96, 9, 1, smooth(rng(seed), 1))
+        low, _ = S.render_camera_pixels(rng(seed), 64, 96, 9, 4, smooth(rng(seed), 4))
+        ref = S.downsample_frames(full, 4)
+        assert (low - ref).abs().mean() < 0.2 * ref.abs().mean()
+
+
+def test_heldout_photo_clips_use_heldout_photographs_only():
+    clip = heldout_photo_clip(0, 64, 96, 9)
+    assert clip.frames.shape == (3, 9, 64, 96) and clip.valid.any()
+    assert not set(PHOTOS["heldout"]) & set(PHOTOS["train"])
+
+
+def test_parallel_bank_build_after_torch_ran_does_not_hang():
+    # forked workers of a process whose OpenMP pool has run hang in their first parallel region
+    code = ("import torch; x = torch.randn(800, 800); (x @ x).sum(); torch.rand(3, 512, 512).contiguous(); "
+            "from swifti2v.data.bank import StillBank; print(len(StillBank.build(2, workers=2).collages))")
+    r = run_process([sys.executable, "-c", code], timeout=240)
+    assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr[-2000:]

@@ -1,0 +1,45 @@
+"""The test suite's own guard: a command that leaves processes behind fails, and they are killed."""
+
+import sys
+import time
+
+import psutil
+import pytest
+
+from conftest import free_port, run_process
+
+
+def test_a_command_that_leaves_a_child_running_fails_and_the_child_is_killed(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid))")
+    with pytest.raises(AssertionError, match="left 1 process"):
+        run_process([sys.executable, "-c", code], timeout=60)
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not _alive(child)
+
+
+def test_a_timeout_kills_the_whole_group(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(600)")
+    with pytest.raises(Exception, match="timed out"):
+        run_process([sys.executable, "-c", code], timeout=5)
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not _alive(child)
+
+
+def test_free_ports_differ_and_are_unused():
+    a, b = free_port(), free_port()
+    assert 1024 < a < 65536 and 1024 < b < 65536
+    assert not any(c.laddr and c.laddr.port == a and c.status == "LISTEN" for c in psutil.net_connections("tcp"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
