@@ -7,20 +7,28 @@ import torch
 
 from conftest import run_process
 from swifti2v.data import synthetic as S
-from swifti2v.data.bank import BankClips, StillBank, heldout_photo_clip
+from swifti2v.data.bank import BankClips, StillBank, batch_pixels, heldout_photo_clip
+from swifti2v.data.cache import collate
 from swifti2v.data.synthetic import PHOTOS
 
 
-def test_bank_clips_are_deterministic_and_shaped():
+def test_bank_clips_are_deterministic_shots_rendered_where_the_model_runs():
     bank = StillBank.build(2, seed=5)
     assert len(bank.collages) == 2 and len(bank.photos) == 3 * len(PHOTOS["train"])
     data = BankClips(bank, 10, 64, 96, 9, seed0=7)
     a, b = data[3], data[3]
-    assert torch.equal(a["pixels"], b["pixels"]) and a["caption"] == b["caption"]
-    assert a["pixels"].shape == (3, 9, 64, 96) and a["pixels"].dtype == torch.uint8
+    assert torch.equal(a["still"], b["still"]) and a["caption"] == b["caption"] and a["still"].dtype == torch.uint8
     assert a["caption"].startswith("the camera")
-    low = BankClips(bank, 10, 64, 96, 9, seed0=7, low=True)[3]["pixels"]
-    assert low.shape == (3, 9, 16, 24)
+    batch = collate([data[i] for i in range(4)])
+    pixels = batch_pixels(batch, "cpu")
+    assert pixels.shape == (4, 3, 9, 64, 96) and pixels.abs().max() <= 1
+    # the same clip as rendering on the spot (up to the still's 8-bit storage)
+    make = lambda rng: (lambda h, w: bank.pick(rng, h, w))
+    rng = np.random.default_rng(10)
+    direct, caption = S.render_camera_pixels(rng, 64, 96, 9, 1, make(rng), (0.25, 4.5))
+    assert caption == batch["caption"][3] and (pixels[3] - direct).abs().max() < 0.05
+    low = batch_pixels(collate([BankClips(bank, 10, 64, 96, 9, seed0=7, low=True)[3]]), "cpu")
+    assert low.shape == (1, 3, 9, 16, 24)
 
 
 def test_full_render_equals_the_ground_truth_renderer_and_low_res_matches_its_downsample():

@@ -11,6 +11,7 @@ use the held-out photographs alone, so the benchmark's photographs never reach t
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from swifti2v.data.synthetic import (
     Split,
     SyntheticClip,
     _photo,
+    camera_shot,
     photo_folder,
     render_camera,
-    render_camera_pixels,
+    render_shots,
     still,
 )
 from swifti2v.errors import UserError
@@ -99,15 +101,26 @@ def to_uint8(pixels: Tensor) -> Tensor:
 
 
 def to_float(pixels: Tensor) -> Tensor:
-    """Loader pixels -> [-1, 1] floats: uint8 (bank clips) is scaled, floats pass through."""
+    """uint8 pixels -> [-1, 1] floats; floats pass through."""
     return pixels.float() / 127.5 - 1 if pixels.dtype == torch.uint8 else pixels
 
 
-class BankClips(Dataset):
-    """Training camera clips from a StillBank; items like SyntheticClips' ({"pixels", "caption", "name"}),
-    pixels as uint8 (`to_float` turns them back).
+def still_bound(height: int, width: int, frames: int, k: int, max_speed: float) -> tuple[int, int]:
+    """The largest still (at 1/k) a camera path over a (height, width) frame can need (camera_path's ranges:
+    pans of up to `max_speed` px/frame at 33 frames, rotations up to 20 degrees, zooms that only magnify)."""
+    pan = max_speed * 33 / frames * (frames - 1)
+    c, s = math.cos(math.radians(20)), math.sin(math.radians(20))
+    w = max(width + pan, width * c + height * s) + 9 * k + 3
+    h = max(height + pan, height * c + width * s) + 9 * k + 3
+    return math.ceil(h / k), math.ceil(w / k)
 
-    `low`: the 1/downscale twin only (Stage I training), rendered at that size directly.
+
+class BankClips(Dataset):
+    """Training camera clips from a StillBank, as shots to render where the model runs (`batch_pixels`):
+    {"still": uint8 (3, h, w) padded to `still_bound`, "affine", "lo", "frame_size", "caption", "name"}.
+    A loader worker only crops a still (milliseconds) and sends it as uint8; the GPU samples the frames.
+
+    `low`: the 1/downscale twin (Stage I training), rendered at that size directly.
     """
 
     def __init__(self, bank: StillBank, count: int, height: int, width: int, frames: int, seed0: int = 0,
@@ -116,7 +129,8 @@ class BankClips(Dataset):
         if seed0 + count > HELDOUT_SEED:
             raise UserError(f"synthetic seeds {seed0}..{seed0 + count} reach the held-out range ({HELDOUT_SEED})")
         self.bank, self.count, self.size, self.frames = bank, count, (height, width), frames
-        self.seed0, self.downscale, self.low, self.speed, self.photo_share = seed0, downscale, low, speed, photo_share
+        self.seed0, self.k, self.speed, self.photo_share = seed0, downscale if low else 1, speed, photo_share
+        self.bound = still_bound(height, width, frames, self.k, speed[1])
 
     def __len__(self) -> int:
         return self.count
@@ -125,10 +139,21 @@ class BankClips(Dataset):
         seed = self.seed0 + index
         rng = np.random.default_rng(seed)
         make = lambda h, w: self.bank.pick(rng, h, w, self.photo_share)
-        k = self.downscale if self.low else 1
-        pixels, caption = render_camera_pixels(rng, *self.size, self.frames, k, make, self.speed)
-        # uint8, as video is: a quarter of the bytes to move from the loader workers
-        return {"pixels": to_uint8(pixels), "caption": caption, "name": f"bank-{seed}"}
+        shot = camera_shot(rng, *self.size, self.frames, self.k, make, self.speed)
+        h, w = shot.still.shape[-2:]
+        assert h <= self.bound[0] and w <= self.bound[1], (shot.still.shape, self.bound)
+        still = torch.zeros(3, *self.bound, dtype=torch.uint8)
+        still[:, :h, :w] = to_uint8(shot.still)
+        return {"still": still, "affine": shot.affine, "lo": shot.lo, "caption": shot.caption,
+                "frame_size": torch.tensor([*self.size, self.k]), "name": f"bank-{seed}"}
+
+
+def batch_pixels(batch: dict, device: torch.device | str) -> Tensor:
+    """A batch's clips as (B, 3, F, H, W) in [-1, 1] on `device`: bank shots are rendered there."""
+    if "still" not in batch:
+        return to_float(batch["pixels"].to(device))
+    h, w, k = (int(v) for v in batch["frame_size"][0])
+    return render_shots(to_float(batch["still"].to(device)), batch["affine"], batch["lo"], h, w, k)
 
 
 _HELDOUT_BANK: list[StillBank] = []

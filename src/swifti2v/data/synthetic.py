@@ -189,8 +189,9 @@ def sample_at(image: Tensor, xy: Tensor, mode: str = "bicubic") -> Tensor:
     return out.permute(1, 0, 2, 3)
 
 
-def pixel_grid(h: int, w: int) -> Tensor:
-    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+def pixel_grid(h: int, w: int, device=None) -> Tensor:
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
+                          torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
     return torch.stack([x, y], dim=-1)
 
 
@@ -276,24 +277,55 @@ def render_camera(rng: np.random.Generator, height: int, width: int, frames: int
     return SyntheticClip(clip, downsample_frames(clip, downscale), caption, "camera", motion, source, valid, shift)
 
 
-def render_camera_pixels(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
-                         make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)
-                         ) -> tuple[Tensor, str]:
-    """Frames alone (training), rendered at 1/k of (height, width) directly: (3, F, height/k, width/k), caption.
+@dataclass(frozen=True)
+class CameraShot:
+    """A camera clip before rendering: the still (at 1/k) and the path. `render_shots` samples the frames
+    (on any device, batched), so a data loader only has to send the still and 33 small matrices."""
 
-    k = 1 gives the clip `render_camera` gives; k > 1 its low-res twin at k^2 fewer samples: low-res pixel
-    (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k the same way.
+    still: Tensor  # (3, h, w) in [-1, 1] at 1/k of full resolution
+    affine: Tensor  # (F, 2, 3): frame pixel (x, y, 1) at full resolution -> still offset from the path's start
+    lo: Tensor  # (2,): the still's top-left corner in those offsets, full-resolution pixels
+    caption: str
+
+
+def camera_shot(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
+                make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)) -> CameraShot:
+    """A camera path and the still it needs, for frames rendered at 1/k of (height, width).
+
+    Low-res pixel (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k
+    the same way, so k > 1 gives the low-res twin of the k = 1 clip (which is `render_camera`'s).
     """
-    motion, caption, a = camera_path(rng, frames, height, width, speed)
-    centres = pixel_grid(height // k, width // k) * k + (k - 1) / 2
-    pts = apply_affine(a, centres)
-    corners = apply_affine(a, centres[:: height // k - 1, :: width // k - 1])  # affine: extremes at corners
+    _, caption, a = camera_path(rng, frames, height, width, speed)
+    corners = apply_affine(a, _centres(height, width, k)[:: height // k - 1, :: width // k - 1])  # affine: extremes
     lo = corners.reshape(-1, 2).amin(0).floor() - 4 * k
     size = ((corners.reshape(-1, 2).amax(0).ceil() + 4 * k - lo + 1) / k).ceil().int() * k
     image = make_still(int(size[1]), int(size[0]))
     if k > 1:
         image = downsample_frames(image[:, None], k)[:, 0]
-    return sample_at(image, (pts - lo + 0.5) / k - 0.5).clamp(-1, 1), caption
+    return CameraShot(image, torch.from_numpy(a).float(), lo, caption)
+
+
+def _centres(height: int, width: int, k: int, device=None) -> Tensor:
+    return pixel_grid(height // k, width // k, device) * k + (k - 1) / 2
+
+
+def render_shots(stills: Tensor, affine: Tensor, lo: Tensor, height: int, width: int, k: int) -> Tensor:
+    """stills (B, 3, h, w) (each shot's still at its top-left), affine (B, F, 2, 3), lo (B, 2) ->
+    frames (B, 3, F, height/k, width/k), bicubic, where the stills live."""
+    centres = _centres(height, width, k, stills.device)
+    out = []
+    for still, a, corner in zip(stills.float(), affine.to(stills.device), lo.to(stills.device), strict=True):
+        pts = torch.einsum("fij,hwj->fhwi", a[:, :, :2], centres) + a[:, None, None, :, 2]
+        out.append(sample_at(still, (pts - corner + 0.5) / k - 0.5).clamp(-1, 1))
+    return torch.stack(out)
+
+
+def render_camera_pixels(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
+                         make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)
+                         ) -> tuple[Tensor, str]:
+    """Frames alone, rendered at 1/k of (height, width) directly: (3, F, height/k, width/k), caption."""
+    shot = camera_shot(rng, height, width, frames, k, make_still, speed)
+    return render_shots(shot.still[None], shot.affine[None], shot.lo[None], height, width, k)[0], shot.caption
 
 
 def _sprite(rng: np.random.Generator, size: int, split: Split) -> tuple[str, str, Tensor]:

@@ -63,14 +63,15 @@ def stage2_transformer() -> WanTransformer3DModel:
 
 def codec_patches(clips: int, seed: int, size: int = 256, frames: int = 33):
     """Patch vectors of training bank clips and of their bicubic x4 round trips (what the reference is)."""
-    from swifti2v.data.bank import BankClips, StillBank, to_float
+    from swifti2v.data.bank import BankClips, StillBank, batch_pixels
+    from swifti2v.data.cache import collate
     from swifti2v.reference import upsample
     from swifti2v.training.conditions import downsample
 
     data = BankClips(StillBank.build(clips, "train", seed=seed), clips, size, size, frames, seed0=seed)
     s, t = CODEC["scale_factor_spatial"], CODEC["scale_factor_temporal"]
     for i in range(clips):
-        clip = to_float(data[i]["pixels"][None])  # (1, 3, 1+4k, H, W)
+        clip = batch_pixels(collate([data[i]]), "cpu")  # (1, 3, 1+4k, H, W)
         yield patch_vectors(clip, s, t), 1.0
         yield patch_vectors(upsample(downsample(clip, 4), size, size), s, t), BICUBIC_WEIGHT
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from swifti2v.data.bank import to_float
+from swifti2v.data.bank import batch_pixels
 from swifti2v.data.cache import CachedLatents, collate
 from swifti2v.data.synthetic import SyntheticClips
 from swifti2v.data.videos import ScanReport, open_folder
@@ -79,7 +79,7 @@ class ClipEncoder:
         """pixels: (B, 3, F, H, W) in [-1, 1]. A batch at once where the condition has no randomness
         (`downsample`), else clip by clip with each clip's own generator."""
         vae = self.models.stage2_vae
-        pixels = to_float(pixels.to(vae.device))
+        pixels = pixels.to(vae.device)
         text = torch.cat([self.encode_text(c) for c in captions])
         z = vae.encode(pixels)
         kind = self.cfg.condition.kind
@@ -190,7 +190,8 @@ class Stage2Task:
     def latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if "z" in batch:
             return tuple(batch[k].to(self.device) for k in ("z", "z_ref", "text"))
-        return self.encoder(batch["pixels"], list(batch["caption"]), list(batch["name"]))
+        pixels = batch_pixels(batch, self.device)
+        return self.encoder(pixels, list(batch["caption"]), list(batch["name"]))
 
     def loss(self, runner: nn.Module, batch: dict, g: torch.Generator) -> torch.Tensor:
         z, z_ref, text = self.latents(batch)
@@ -232,7 +233,7 @@ class Stage1Task:
 
     def loss(self, runner: nn.Module, batch: dict, g: torch.Generator) -> torch.Tensor:
         c, vae = self.cfg, self.stage1.vae
-        pixels = to_float(batch["pixels"].to(self.device))
+        pixels = batch_pixels(batch, self.device)
         with torch.no_grad():
             z = torch.cat([vae.encode(px[None]) for px in pixels])
             conds = [stage1_velocity(self.stage1, to_image(px[:, 0]), self.text.encode(cap, self.device), px.shape[1],
