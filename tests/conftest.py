@@ -135,6 +135,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pytest_configure(config):
+    """SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C, so the running test's process group is killed
+    too (`run_process` kills it on any exception; a default SIGTERM would orphan it)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """No test may leave a process behind: any child of the test run still alive fails it (and is killed)."""
     import psutil
