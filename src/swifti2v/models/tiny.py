@@ -127,7 +127,22 @@ def compose(base_folder: str | Path, transformer: str | Path, out: str | Path) -
     out = Path(out)
     shutil.copytree(base_folder, out, ignore=shutil.ignore_patterns("transformer"), dirs_exist_ok=True)
     shutil.copytree(transformer, out / "transformer")
+    reshard(out / "transformer")
     return out
+
+
+def reshard(folder: Path, max_shard_size: str = "15MB") -> None:
+    """Rewrite a transformer folder's weights as safetensors shards of at most `max_shard_size` (plus the
+    index diffusers loads them by), so no file in the package is large."""
+    from huggingface_hub import save_torch_state_dict
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
+    state = {k: v for f in files for k, v in load_file(str(f)).items()}
+    for f in [*files, *folder.glob("diffusion_pytorch_model*.index.json")]:
+        f.unlink()
+    save_torch_state_dict(state, folder, filename_pattern="diffusion_pytorch_model{suffix}.safetensors",
+                          max_shard_size=max_shard_size)
 
 
 def assemble(base: str | Path, stage1: str | Path, stage2: str | Path, out: str | Path = WEIGHTS_DIR / "tiny") -> Path:
