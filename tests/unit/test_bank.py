@@ -39,7 +39,7 @@ def test_full_render_equals_the_ground_truth_renderer_and_low_res_matches_its_do
     assert torch.equal(frames, clip.frames) and caption == clip.caption
 
     def smooth(rng, k):  # a still whose content depends on absolute position, so both renders see the same
-        _, _, a = S.camera_path(rng, 9, 64, 96, (0.5, 3.5))
+        a = torch.from_numpy(S.camera_path(rng, 9, 64, 96, (0.5, 3.5))[2]).float()
         pts = S.apply_affine(a, S.pixel_grid(64 // k, 96 // k) * k + (k - 1) / 2)
         lo = pts.reshape(-1, 2).amin(0).floor() - 4 * k
 

@@ -11,25 +11,18 @@ from conftest import free_port, run_process
 
 def test_a_command_that_leaves_a_child_running_fails_and_the_child_is_killed(tmp_path):
     pid_file = tmp_path / "child.pid"
-    code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid))")
     with pytest.raises(AssertionError, match="left 1 process"):
-        run_process([sys.executable, "-c", code], timeout=60)
-    child = int(pid_file.read_text())
+        run_process([sys.executable, "-c", _start_sleeper(pid_file)], timeout=60)
     time.sleep(0.5)
-    assert not _alive(child)
+    assert not _alive(int(pid_file.read_text()))
 
 
 def test_a_timeout_kills_the_whole_group(tmp_path):
     pid_file = tmp_path / "child.pid"
-    code = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(600)")
     with pytest.raises(Exception, match="timed out"):
-        run_process([sys.executable, "-c", code], timeout=5)
-    child = int(pid_file.read_text())
+        run_process([sys.executable, "-c", _start_sleeper(pid_file) + "; time.sleep(600)"], timeout=5)
     time.sleep(0.5)
-    assert not _alive(child)
+    assert not _alive(int(pid_file.read_text()))
 
 
 def test_free_ports_differ_and_are_unused():
@@ -43,3 +36,10 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _start_sleeper(pid_file) -> str:
+    """Python code that starts a child sleeping 10 minutes and writes its pid."""
+    return ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid))")

@@ -236,45 +236,15 @@ def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tu
     return motion, caption, a
 
 
-def apply_affine(a: np.ndarray, xy: Tensor) -> Tensor:
+def apply_affine(a: Tensor, xy: Tensor) -> Tensor:
     """Affine maps (F, 2, 3) applied to a pixel grid (H, W, 2) -> (F, H, W, 2)."""
-    m = torch.from_numpy(a).float()
-    return torch.einsum("fij,hwj->fhwi", m[:, :, :2], xy) + m[:, None, None, :, 2]
+    return torch.einsum("fij,hwj->fhwi", a[:, :, :2], xy) + a[:, None, None, :, 2]
 
 
 def camera_clip(seed: int, height: int, width: int, frames: int, downscale: int = 4,
                 split: Split = "train") -> SyntheticClip:
     rng = np.random.default_rng(seed)
     return render_camera(rng, height, width, frames, downscale, lambda h, w: still(rng, h, w, split))
-
-
-def _camera_points(rng: np.random.Generator, height: int, width: int, frames: int, speed: tuple[float, float]
-                   ) -> tuple[str, str, np.ndarray, Tensor, Tensor, tuple[int, int]]:
-    """A camera path and where every frame pixel samples the still: (motion, caption, A, pts, lo, still (h, w))."""
-    motion, caption, a = camera_path(rng, frames, height, width, speed)
-    pts = apply_affine(a, pixel_grid(height, width))  # offsets from the start centre, in still pixels
-    lo, hi = pts.reshape(-1, 2).amin(0).floor() - 4, pts.reshape(-1, 2).amax(0).ceil() + 4
-    size = (hi - lo + 1).int()
-    return motion, caption, a, pts, lo, (int(size[1]), int(size[0]))
-
-
-def render_camera(rng: np.random.Generator, height: int, width: int, frames: int, downscale: int,
-                  make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)) -> SyntheticClip:
-    """A camera clip over the still `make_still(h, w)` returns ((3, h, w) in [-1, 1]), with its ground truth."""
-    motion, caption, a, pts, lo, size = _camera_points(rng, height, width, frames, speed)
-    image = make_still(*size)
-    clip = sample_at(image, pts - lo).clamp(-1, 1)
-    # Where each pixel's content sits in frame 0: invert frame 0's (exact, integer) map.
-    a0 = torch.from_numpy(a[0]).float()
-    inv = torch.linalg.inv(torch.cat([a0, torch.tensor([[0.0, 0.0, 1.0]])]))[:2]
-    source = torch.einsum("ij,fhwj->fhwi", inv[:, :2], pts) + inv[:, 2]
-    valid = ((source[..., 0] >= 1) & (source[..., 0] <= width - 2) & (source[..., 1] >= 1)
-             & (source[..., 1] <= height - 2))
-    shift = None
-    if motion == "pan":
-        step = a[1, :, 2] - a[0, :, 2]
-        shift = (-float(step[0]), -float(step[1]))
-    return SyntheticClip(clip, downsample_frames(clip, downscale), caption, "camera", motion, source, valid, shift)
 
 
 @dataclass(frozen=True)
@@ -286,6 +256,7 @@ class CameraShot:
     affine: Tensor  # (F, 2, 3): frame pixel (x, y, 1) at full resolution -> still offset from the path's start
     lo: Tensor  # (2,): the still's top-left corner in those offsets, full-resolution pixels
     caption: str
+    motion: str  # "pan", "zoom" or "rotate"
 
 
 def camera_shot(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
@@ -295,14 +266,15 @@ def camera_shot(rng: np.random.Generator, height: int, width: int, frames: int, 
     Low-res pixel (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k
     the same way, so k > 1 gives the low-res twin of the k = 1 clip (which is `render_camera`'s).
     """
-    _, caption, a = camera_path(rng, frames, height, width, speed)
+    motion, caption, a = camera_path(rng, frames, height, width, speed)
+    a = torch.from_numpy(a).float()
     corners = apply_affine(a, _centres(height, width, k)[:: height // k - 1, :: width // k - 1])  # affine: extremes
     lo = corners.reshape(-1, 2).amin(0).floor() - 4 * k
     size = ((corners.reshape(-1, 2).amax(0).ceil() + 4 * k - lo + 1) / k).ceil().int() * k
     image = make_still(int(size[1]), int(size[0]))
     if k > 1:
         image = downsample_frames(image[:, None], k)[:, 0]
-    return CameraShot(image, torch.from_numpy(a).float(), lo, caption)
+    return CameraShot(image, a, lo, caption, motion)
 
 
 def _centres(height: int, width: int, k: int, device=None) -> Tensor:
@@ -315,7 +287,7 @@ def render_shots(stills: Tensor, affine: Tensor, lo: Tensor, height: int, width:
     centres = _centres(height, width, k, stills.device)
     out = []
     for still, a, corner in zip(stills.float(), affine.to(stills.device), lo.to(stills.device), strict=True):
-        pts = torch.einsum("fij,hwj->fhwi", a[:, :, :2], centres) + a[:, None, None, :, 2]
+        pts = apply_affine(a, centres)
         out.append(sample_at(still, (pts - corner + 0.5) / k - 0.5).clamp(-1, 1))
     return torch.stack(out)
 
@@ -326,6 +298,25 @@ def render_camera_pixels(rng: np.random.Generator, height: int, width: int, fram
     """Frames alone, rendered at 1/k of (height, width) directly: (3, F, height/k, width/k), caption."""
     shot = camera_shot(rng, height, width, frames, k, make_still, speed)
     return render_shots(shot.still[None], shot.affine[None], shot.lo[None], height, width, k)[0], shot.caption
+
+
+def render_camera(rng: np.random.Generator, height: int, width: int, frames: int, downscale: int,
+                  make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)) -> SyntheticClip:
+    """A camera clip over the still `make_still(h, w)` returns ((3, h, w) in [-1, 1]), with its ground truth."""
+    shot = camera_shot(rng, height, width, frames, 1, make_still, speed)
+    clip = render_shots(shot.still[None], shot.affine[None], shot.lo[None], height, width, 1)[0]
+    # Where each pixel's content sits in frame 0: invert frame 0's (exact, integer) map.
+    pts = apply_affine(shot.affine, pixel_grid(height, width))
+    inv = torch.linalg.inv(torch.cat([shot.affine[0], torch.tensor([[0.0, 0.0, 1.0]])]))[:2]
+    source = torch.einsum("ij,fhwj->fhwi", inv[:, :2], pts) + inv[:, 2]
+    valid = ((source[..., 0] >= 1) & (source[..., 0] <= width - 2) & (source[..., 1] >= 1)
+             & (source[..., 1] <= height - 2))
+    shift = None
+    if shot.motion == "pan":
+        step = shot.affine[1, :, 2] - shot.affine[0, :, 2]
+        shift = (-float(step[0]), -float(step[1]))
+    return SyntheticClip(clip, downsample_frames(clip, downscale), shot.caption, "camera", shot.motion, source, valid,
+                         shift)
 
 
 def _sprite(rng: np.random.Generator, size: int, split: Split) -> tuple[str, str, Tensor]:

@@ -3,8 +3,8 @@
 The `tiny` models use it instead of a trained VAE. A latent "pixel" is one s x s patch of 4 consecutive
 frames, its 3*4*s*s values as channels (frame-major, then colour, then the patch rows); block 0 holds
 the first frame alone, repeated into the 4 frame slots, exactly as Wan's causal VAE codes frame 0 alone.
-Reconstruction is exact (PSNR = inf), so nothing downstream is capped by the codec, and every window is
-coded independently (no causal cache). Latents are normalised with one fixed scale (`latents_std`).
+Without a projection reconstruction is exact (PSNR = inf). Every window is coded independently (no causal
+cache). Latents are normalised with one fixed scale (`latents_std`).
 
 `projected_dim`: a fixed orthonormal projection of the patch values to fewer channels, lossy, so latents
 are as compact as a real VAE's (Wan2.2: 48 channels per 4x16x16 pixels) while coding still costs next to

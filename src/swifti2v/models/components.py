@@ -107,10 +107,11 @@ def _model_index(source: str) -> dict:
 def _load_vae(source: str, what: str):
     """AutoencoderKLWan, or the fixed PixelCodec the `tiny` models use (by the folder's `_class_name`)."""
     config = Path(source) / "vae" / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("_class_name") == PixelCodec.__name__:
-        if not json.loads(config.read_text()).get("fitted"):
-            return PixelCodec.from_config(PixelCodec.load_config(source, subfolder="vae"))  # no weights
-        return _load(PixelCodec, source, what, subfolder="vae")  # a PCA basis and mean (safetensors)
+    settings = json.loads(config.read_text()) if config.is_file() else {}
+    if settings.get("_class_name") == PixelCodec.__name__:
+        if settings.get("fitted"):
+            return _load(PixelCodec, source, what, subfolder="vae")  # a PCA basis and mean (safetensors)
+        return PixelCodec.from_config(PixelCodec.load_config(source, subfolder="vae"))  # no weights
     return _load(AutoencoderKLWan, source, what, subfolder="vae", torch_dtype=torch.float32)
 
 
