@@ -44,6 +44,7 @@ def test_default_generate_makes_a_real_video_without_block_noise(tmp_path):
     r = run_process([sys.executable, "-m", "swifti2v", "generate", "--image", image, "--prompt",
                      "the camera pans left", "--out", str(out), "-q"])
     assert r.returncode == 0, r.stderr
+    assert "Loading checkpoint shards" not in r.stderr  # -q: no library progress bars either
     frames, _ = media.read_video(out)
     video = torch.cat([media.to_tensor(f) for f in frames]).permute(1, 0, 2, 3)  # (3, F, H, W)
     assert video.shape == (3, 33, 288, 512)

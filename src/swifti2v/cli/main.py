@@ -450,6 +450,9 @@ def run(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # its per-load "Loading weights" bars
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()  # its "Loading checkpoint shards" bars (we show our own)
     progress = TqdmProgress(enabled=not args.quiet)
     if args.command in ("train", "prepare-data"):
         return _run_training(args, progress)
