@@ -6,3 +6,21 @@ adds 2K detail segment by segment (CSG) with a smaller Wan DiT. Importing this p
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Cancelled", "Result", "SwiftI2V", "UserError"]
+
+
+def __getattr__(name: str):  # the API on first use: `import swifti2v` stays light and side-effect free
+    if name == "SwiftI2V":
+        from swifti2v.api import SwiftI2V
+
+        return SwiftI2V
+    if name == "Result":
+        from swifti2v.pipeline import Result
+
+        return Result
+    if name in ("Cancelled", "UserError"):
+        from swifti2v import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'swifti2v' has no attribute {name!r}")

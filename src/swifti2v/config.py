@@ -101,7 +101,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
-    memory_mode: str = "balanced"  # fast | balanced | low (models/placement.py)
+    memory_mode: str = "auto"  # auto | fast | balanced | low (models/placement.py; auto: memory.py)
     attention: str = "sdpa"  # sdpa | flash | flash3 | sage | flex (models/speed.py)
     compile: bool = False  # torch.compile the DiT blocks
 
@@ -145,8 +145,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--neighbor-blocks {s2.neighbor_blocks} must be 0 or more")
     if s2.mode not in STAGE2_MODES:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
-    if cfg.memory_mode not in MEMORY_MODES:
-        raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use one of {', '.join(MEMORY_MODES)}")
+    if cfg.memory_mode not in ("auto", *MEMORY_MODES):
+        raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use auto or one of {', '.join(MEMORY_MODES)}")
     if cfg.attention not in ATTENTION_BACKENDS:
         raise UserError(f"--attention {cfg.attention!r} is unknown; use one of {', '.join(ATTENTION_BACKENDS)}")
     for name, sch in (("stage1", cfg.stage1.schedule), ("stage2", s2.schedule)):

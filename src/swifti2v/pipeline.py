@@ -1,22 +1,36 @@
-"""The SwiftI2V algorithm, top to bottom: Stage I motion -> hybrid reference -> Stage II CSG -> video."""
+"""The SwiftI2V algorithm, top to bottom: Stage I motion -> hybrid reference -> Stage II CSG -> video.
+
+`generate` and `refine` read like the paper's algorithm box; a `Run` owns what every step shares (the
+resolved config, device and dtype, memory placement, models, timer, work directory, progress and
+cancellation, where the frames go) and runs each step timed, with its models placed and its result kept.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from swifti2v import media
 from swifti2v.config import RunConfig, stage1_size, validate
-from swifti2v.errors import UserError
+from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
+from swifti2v.memory import MemoryChoice, resolve_memory_mode
 from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import load_lightx2v_lora
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import WanVAE, decode_tile_major, frame_windows
+from swifti2v.outputs import FrameSink, Output, check_folder, check_output
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
@@ -25,13 +39,23 @@ from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
 from swifti2v.workdir import WorkDir, WorkOptions, default_path, fingerprint
 
+log = logging.getLogger(__name__)
 DEFAULT_WORK = WorkOptions()
 
 Progress = Callable[[str, int, int], None]  # (bar name, done, total)
+CancelCheck = Callable[[], bool] | threading.Event  # checked between denoising steps
 
 
-def _no_progress(name: str, done: int, total: int) -> None:
-    pass
+@dataclass
+class Result:
+    """What a run made: the video's frames (T, H, W, 3) uint8, the low-res clip Stage II refined, the frame
+    rate, the sidecar dict (settings, plan, seconds, memory) and the mp4 written (None: frames only)."""
+
+    frames: np.ndarray | None
+    stage1_frames: np.ndarray | None
+    fps: int
+    info: dict
+    path: Path | None
 
 
 @dataclass
@@ -39,6 +63,7 @@ class Setup:
     cfg: RunConfig
     device: torch.device
     dtype: torch.dtype
+    memory: MemoryChoice | None = None  # how `--memory-mode auto` chose
 
     @property
     def placer(self) -> Placer:
@@ -49,7 +74,8 @@ def setup(cfg: RunConfig) -> Setup:
     cfg = validate(cfg)
     check_attention(cfg.attention)  # an uninstalled backend fails before anything loads
     device = resolve_device(cfg.device)
-    return Setup(cfg, device, resolve_dtype(cfg.dtype, device))
+    cfg, memory = resolve_memory_mode(cfg, device)
+    return Setup(cfg, device, resolve_dtype(cfg.dtype, device), memory)
 
 
 def resolve_lora(spec: str) -> Path:
@@ -68,6 +94,7 @@ def resolve_lora(spec: str) -> Path:
 
 def load_components(s: Setup, with_stage1: bool) -> Components:
     """Load every model where the memory mode wants it, then prepare them (`prepare_components`)."""
+    t0 = time.perf_counter()
     c, placement = s.cfg, get_placement(s.cfg.memory_mode)
     text_source = c.stage1.model if with_stage1 else c.stage2.model
     models_on = load_device(placement, s.device, "models")
@@ -79,7 +106,9 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
     if with_stage1 and c.stage1.lora:
         report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
         comps.lora_summary = report.summary()
-    return prepare_components(s, comps)
+    prepare_components(s, comps)
+    comps.load_seconds = time.perf_counter() - t0
+    return comps
 
 
 def prepare_components(s: Setup, comps: Components) -> Components:
@@ -93,12 +122,11 @@ def prepare_components(s: Setup, comps: Components) -> Components:
 
 
 class SegmentWriter:
-    """Decode finished blocks in order, one latent block at a time (streaming VAE), and append their frames
-    to the video: decode memory is one block's, whatever the segment or clip length."""
+    """Decode finished blocks in order, one latent block at a time (streaming VAE), and hand their frames
+    to the sink: decode memory is one block's, whatever the segment or clip length."""
 
-    def __init__(self, vae: WanVAE, writer: media.VideoWriter, timer: StageTimer, tile: int | None = None,
-                 overlap: int = 4):
-        self.decoder, self.writer, self.timer = vae.decoder(tile, overlap), writer, timer
+    def __init__(self, vae: WanVAE, sink: FrameSink, timer: StageTimer, tile: int | None = None, overlap: int = 4):
+        self.decoder, self.sink, self.timer = vae.decoder(tile, overlap), sink, timer
         self.next_block = 0
 
     def __call__(self, segment: Segment, latents: torch.Tensor) -> None:
@@ -106,99 +134,183 @@ class SegmentWriter:
             with self.timer("decode"):
                 frames = self.decoder(latents[:, :, block : block + 1])
             with self.timer("write"):  # H.264 encoding on the CPU
-                self.writer.write(frames)
+                self.sink.write(frames)
         self.next_block = segment.blocks[-1] + 1
 
 
-def _load_and_encode(s: Setup, prompt: str, components: Components | None, timer: StageTimer,
-                     with_stage1: bool) -> tuple[Components, torch.Tensor]:
-    with timer("load"):
-        comps = components or load_components(s, with_stage1)
-    with timer("text"):
-        text = comps.text.encode(prompt, s.device)
-    return comps, text
+def as_output(out: str | Path | Output | None) -> Output:
+    return out if isinstance(out, Output) else Output(None if out is None else Path(out))
 
 
-def _stage2_to_video(comps: Components, s: Setup, z_ref: torch.Tensor, text: torch.Tensor, out: Path,
-                     timer: StageTimer, progress: Progress, work: WorkDir) -> None:
-    plan = stage2_plan(s.cfg.stage2, z_ref.shape[2])
-    finished = work.segments()  # from an interrupted run of the same command
-    progress("stage2 segments", 0, len(plan))
-    p = get_placement(s.cfg.memory_mode)
-    with media.VideoWriter(out, s.cfg.video.fps) as writer, s.placer.stage(comps, "stage2"):
-        streaming = p.decode_order == "segment"
-        write_segment = SegmentWriter(comps.stage2.vae, writer, timer, p.decode_tile, p.tile_overlap)
-
-        def on_segment_done(seg: Segment, latents: torch.Tensor) -> None:
-            if seg.index not in finished:  # on disk before anything else can fail
-                work.save_segment(seg.index, latents[:, :, seg.blocks[0] : seg.blocks[-1] + 1])
-            if streaming:
-                write_segment(seg, latents)
-            progress("stage2 segments", seg.index + 1, len(plan))
-
-        with timer("stage2"):
-            latents = add_detail(comps.stage2, z_ref, text, s.cfg.stage2, s.cfg.seed, on_segment=on_segment_done,
-                                 on_step=lambda seg, i, n: progress(f"segment {seg.index + 1}/{len(plan)}", i, n),
-                                 finished=finished)
-        # decode and write are reported on their own
-        timer.seconds["stage2"] -= timer.seconds.get("decode", 0.0) + timer.seconds.get("write", 0.0)
-        if not streaming:
-            with timer("decode"):
-                frames = decode_tile_major(comps.stage2.vae, latents, p.decode_tile, p.tile_overlap)
-            with timer("write"):
-                writer.write(frames)
+def _source_key(source, images: Sequence[Image.Image]) -> Path | bytes:
+    """How an image or video input enters the work fingerprint: a file by its bytes (a path), an in-memory
+    one by its pixels."""
+    if isinstance(source, str | Path):
+        return Path(source)
+    return b"".join(f"{im.size}".encode() + im.tobytes() for im in images)
 
 
-def _open_work(s: Setup, out: Path, options: WorkOptions, inputs: dict) -> WorkDir:
-    return WorkDir(options.path or default_path(out), fingerprint(s.cfg, inputs), options.restart)
-
-
-def _saved(work: WorkDir, name: str, make: Callable[[], torch.Tensor], device: torch.device) -> torch.Tensor:
-    """`name` from the work directory if an earlier run finished it, else made now and saved."""
-    found = work.load(name)
-    if found is not None:
-        return found.to(device)
-    made = make()
-    work.save(name, made)
-    return made
-
-
-def _finish(work: WorkDir, options: WorkOptions, info: dict) -> dict:
-    if not options.keep:
-        work.remove()
-    return info
-
-
-def generate(cfg: RunConfig, image_path: str | Path, prompt: str, out: str | Path,
-             components: Components | None = None, progress: Progress = _no_progress,
-             work: WorkOptions = DEFAULT_WORK) -> dict:
-    """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
-
-    Finished stages and segments go to a work directory as they finish; the same call after a crash
-    resumes from them (workdir.py)."""
-    s, out = setup(cfg), Path(out)
-    v = s.cfg.video
-    image = media.load_image(image_path)
+def check_prompt(prompt: str) -> None:
     if not prompt.strip():
         raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")
-    wd = _open_work(s, out, work, {"image": Path(image_path), "prompt": prompt})
-    timer = StageTimer(s.device)
-    comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=True)
+
+
+def check_paths(output: Output, work: WorkOptions) -> None:
+    """Every path a run will write, checked before any work (UserError naming the path and the fix)."""
+    check_output(output)
+    if work.path is not None:
+        check_folder(work.path, "--work-dir")
+    named = {"--out": output.video, "--png-dir": output.png_dir, "--work-dir": work.path}
+    places = [(flag, path.resolve()) for flag, path in named.items() if path is not None]
+    for i, (flag_a, a) in enumerate(places):
+        for flag_b, b in places[i + 1:]:
+            if a == b or a in b.parents or b in a.parents:
+                raise UserError(f"{flag_a} {a} and {flag_b} {b} overlap; give each its own place")
+
+
+class Run:
+    """One `generate` or `refine` call: everything its steps share, and the one way a step is run."""
+
+    def __init__(self, s: Setup, comps: Components, work: WorkDir, output: Output, progress: Progress | None,
+                 cancel: CancelCheck | None, keep_frames: bool, timer: StageTimer):
+        self.cfg, self.device, self.placer, self.comps = s.cfg, s.device, s.placer, comps
+        self.setup, self.work, self.output, self.timer = s, work, output, timer
+        self.placement = get_placement(s.cfg.memory_mode)
+        self._progress, self._cancel, self.keep_frames = progress, cancel, keep_frames
+        self.low_frames: list[np.ndarray] = []  # the low-res clip as Stage II saw it (kept with keep_frames)
+        self.frames: np.ndarray | None = None
+
+    @classmethod
+    def start(cls, cfg: RunConfig, output: Output, inputs: dict, components: Components | None,
+              progress: Progress | None, work: WorkOptions, cancel: CancelCheck | None, keep_frames: bool,
+              with_stage1: bool) -> Run:
+        """Resolve the config, check every output path, open the work directory, then load (or take) the
+        models: a bad path fails before anything loads."""
+        s = setup(cfg)
+        check_paths(output, work)
+        key = fingerprint(s.cfg, inputs)
+        path = work.path or (default_path(output.video) if output.video is not None
+                             else Path(tempfile.gettempdir()) / f"swifti2v-{key[:16]}.work")
+        wd = WorkDir(path, key, work.restart)
+        timer = StageTimer(s.device)
+        if components is None:
+            with timer("load"):
+                components = load_components(s, with_stage1)
+        return cls(s, components, wd, output, progress, cancel, keep_frames, timer)
+
+    # -- progress and cancellation
+    def report(self, name: str, done: int, total: int) -> None:
+        """Progress of a bar; then the cancel check (between denoising steps and segments)."""
+        if self._progress is not None:
+            self._progress(name, done, total)
+        cancel = self._cancel
+        if cancel is not None and (cancel.is_set() if isinstance(cancel, threading.Event) else cancel()):
+            raise Cancelled(f"cancelled during {name} ({done}/{total}); finished stages and segments are kept in "
+                            f"{self.work.path}: the same call resumes from them")
+
+    # -- steps
+    def step(self, name: str, make: Callable[[], torch.Tensor], *, models: str | None = None,
+             saved: str | None = None) -> torch.Tensor:
+        """Step `name`, timed, with the models of stage `models` on the device while it runs. With `saved`,
+        its result goes to the work directory, and one an interrupted run left there is taken instead."""
+        with self.timer(name):
+            found = None if saved is None else self.work.load(saved)
+            if found is not None:
+                return found.to(self.device)
+            with self.placer.stage(self.comps, models) if models else nullcontext():
+                made = make()
+            if saved is not None:
+                self.work.save(saved, made)
+            return made
+
+    def encode_text(self, prompt: str) -> torch.Tensor:
+        return self.step("text", lambda: self.comps.text.encode(prompt, self.device))
+
+    def image_at_output_size(self, image: Image.Image) -> torch.Tensor:
+        v = self.cfg.video
+        return media.to_tensor(media.fit(image, v.height, v.width)).to(self.device)
+
+    def keep_low(self, windows: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Pass the low-res windows through, keeping their frames (uint8) when the caller wants them."""
+        for window in windows:
+            if self.keep_frames:
+                self.low_frames.append(media.to_uint8(window))
+            yield window
+
+    def keep_low_again(self, windows: Callable[[], Iterable[torch.Tensor]], models: str) -> None:
+        """The low-res clip's frames for the caller when z_ref came from the work directory (so its windows
+        were not seen on the way)."""
+        if self.keep_frames and not self.low_frames:
+            with self.placer.stage(self.comps, models):
+                for _ in self.keep_low(windows()):
+                    pass
+
+    def stage2_to_video(self, z_ref: torch.Tensor, text: torch.Tensor) -> None:
+        """Stage II segment by segment; each finished segment is saved, then decoded and written (or, in the
+        low memory mode, the clip is decoded tile by tile at the end)."""
+        plan = stage2_plan(self.cfg.stage2, z_ref.shape[2])
+        finished = self.work.segments()  # from an interrupted run of the same call
+        p, n = self.placement, len(plan)
+        self.report("stage2 segments", 0, n)
+        with FrameSink(self.output, self.cfg.video.fps, self.keep_frames) as sink, self.timer("stage2"), \
+                self.placer.stage(self.comps, "stage2"):
+            write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap)
+                     if p.decode_order == "segment" else None)
+
+            def on_segment(seg: Segment, latents: torch.Tensor) -> None:
+                if seg.index not in finished:  # on disk before anything else can fail
+                    self.work.save_segment(seg.index, latents[:, :, seg.blocks[0] : seg.blocks[-1] + 1])
+                if write is not None:
+                    write(seg, latents)
+                self.report("stage2 segments", seg.index + 1, n)
+
+            latents = add_detail(self.comps.stage2, z_ref, text, self.cfg.stage2, self.cfg.seed, on_segment=on_segment,
+                                 on_step=lambda seg, i, k: self.report(f"segment {seg.index + 1}/{n}", i, k),
+                                 finished=finished)
+            if write is None:
+                with self.timer("decode"):
+                    frames = decode_tile_major(self.comps.stage2.vae, latents, p.decode_tile, p.tile_overlap)
+                with self.timer("write"):
+                    sink.write(frames)
+        self.frames = sink.frames()
+
+    def finish(self, latent_shape: Sequence[int], inputs: dict, work: WorkOptions) -> Result:
+        """The sidecar (written beside the mp4), the work directory removed unless kept, the result."""
+        info = sidecar(self, latent_shape, inputs)
+        if self.output.video is not None:
+            atomic_write_json(self.output.video.with_suffix(".json"), info)
+        if not work.keep:
+            self.work.remove()
+        low = np.concatenate(self.low_frames) if self.low_frames else None
+        return Result(self.frames, low, self.cfg.video.fps, info, self.output.video)
+
+
+def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | Path | Output | None,
+             components: Components | None = None, progress: Progress | None = None,
+             work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None, keep_frames: bool = False) -> Result:
+    """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
+
+    Finished stages and segments go to a work directory as they finish; the same call after a crash or a
+    cancel resumes from them (workdir.py)."""
+    picture = media.as_image(image)
+    check_prompt(prompt)
+    run = Run.start(cfg, as_output(out), {"image": _source_key(image, [picture]), "prompt": prompt}, components,
+                    progress, work, cancel, keep_frames, with_stage1=True)
+    c, s1 = run.comps, run.cfg.stage1
+    text = run.encode_text(prompt)
     # Stage I: the whole clip at low resolution, from the downsampled input image.
-    low_h, low_w = stage1_size(v, s.cfg.stage1)
-    with timer("stage1"), s.placer.stage(comps, "stage1"):
-        z_low = _saved(wd, "stage1", lambda: generate_motion(
-            comps.stage1, media.fit(image, low_h, low_w), text, s.cfg.stage1, v, s.cfg.seed, s.device,
-            lambda i, n: progress("stage1 steps", i, n)), s.device)
+    low = media.fit(picture, *stage1_size(run.cfg.video, s1))
+    z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed, run.device,
+                                                       lambda i, n: run.report("stage1 steps", i, n)),
+                     models="stage1", saved="stage1")
     # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
-    image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
-    with timer("reference"), s.placer.stage(comps, "reference"):
-        z_ref = _saved(wd, "z_ref", lambda: hybrid_reference(decoded_windows(comps.stage1.vae, z_low), image_hi,
-                                                               comps.stage2.vae), s.device)
+    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
+                                                           run.image_at_output_size(picture), c.stage2.vae),
+                     models="reference", saved="z_ref")
+    run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
     # Stage II: detail segment by segment; finished segments are saved, decoded and written as they come.
-    _stage2_to_video(comps, s, z_ref, text, out, timer, progress, wd)
-    return _finish(wd, work, write_sidecar(out, s, timer, z_ref.shape,
-                                           {"image": str(image_path), "prompt": prompt, "lora": comps.lora_summary}))
+    run.stage2_to_video(z_ref, text)
+    return run.finish(z_ref.shape, {"image": _describe(image), "prompt": prompt, "lora": c.lora_summary}, work)
 
 
 def choose_frames(available: int, requested: int | None) -> int:
@@ -212,47 +324,67 @@ def choose_frames(available: int, requested: int | None) -> int:
     return frames
 
 
-def refine(cfg: RunConfig, image_path: str | Path, motion_path: str | Path, prompt: str, out: str | Path,
-           frames: int | None = None, components: Components | None = None,
-           progress: Progress = _no_progress, work: WorkOptions = DEFAULT_WORK) -> dict:
+MotionSource = str | Path | Sequence[Image.Image | np.ndarray]
+
+
+def read_motion(motion: MotionSource) -> list[Image.Image]:
+    if isinstance(motion, str | Path):
+        return media.read_video(motion)[0]
+    return [media.as_image(frame) for frame in motion]
+
+
+def refine(cfg: RunConfig, image: media.ImageSource, motion: MotionSource, prompt: str,
+           out: str | Path | Output | None, frames: int | None = None, components: Components | None = None,
+           progress: Progress | None = None, work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None,
+           keep_frames: bool = False) -> Result:
     """Stage II alone on a low-res video from any source, anchored on the high-res image.
 
     `frames=None` takes the longest 4k+1 prefix of the motion video.
     """
-    image = media.load_image(image_path)
-    motion, _ = media.read_video(motion_path)
-    cfg = replace(cfg, video=replace(cfg.video, frames=choose_frames(len(motion), frames)))
-    s, out = setup(cfg), Path(out)
-    v = s.cfg.video
-    wd = _open_work(s, out, work, {"image": Path(image_path), "motion": Path(motion_path), "prompt": prompt})
-    timer = StageTimer(s.device)
-    comps, text = _load_and_encode(s, prompt, components, timer, with_stage1=False)
-    low_h, low_w = stage1_size(v, s.cfg.stage1)
-    windows: Iterable[torch.Tensor] = frame_windows(media.iter_frames(motion[: v.frames], low_h, low_w))
-    image_hi = media.to_tensor(media.fit(image, v.height, v.width)).to(s.device)
-    with timer("reference"), s.placer.stage(comps, "reference"):
-        z_ref = _saved(wd, "z_ref", lambda: hybrid_reference(windows, image_hi, comps.stage2.vae), s.device)
-    _stage2_to_video(comps, s, z_ref, text, out, timer, progress, wd)
-    return _finish(wd, work, write_sidecar(out, s, timer, z_ref.shape,
-                                           {"image": str(image_path), "motion": str(motion_path), "prompt": prompt}))
+    picture, clip = media.as_image(image), read_motion(motion)
+    cfg = replace(cfg, video=replace(cfg.video, frames=choose_frames(len(clip), frames)))
+    used = clip[: cfg.video.frames]
+    keys = {"image": _source_key(image, [picture]), "motion": _source_key(motion, used), "prompt": prompt}
+    run = Run.start(cfg, as_output(out), keys, components, progress, work, cancel, keep_frames, with_stage1=False)
+    text = run.encode_text(prompt)
+    low_h, low_w = stage1_size(run.cfg.video, run.cfg.stage1)
+    windows = lambda: frame_windows(media.iter_frames(used, low_h, low_w))  # noqa: E731
+    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(windows()), run.image_at_output_size(picture),
+                                                           run.comps.stage2.vae), models="reference", saved="z_ref")
+    run.keep_low_again(windows, models="reference")
+    run.stage2_to_video(z_ref, text)
+    return run.finish(z_ref.shape, {"image": _describe(image), "motion": _describe(motion), "prompt": prompt}, work)
 
 
-def write_sidecar(out: Path, s: Setup, timer: StageTimer, latent_shape, inputs: dict) -> dict:
-    """OUT.json: resolved config, inputs, segment plan, seconds per stage, peak memory (atomic write)."""
+def _describe(source) -> str:
+    """An input as the sidecar names it: its path, or what was handed over in memory."""
+    if isinstance(source, str | Path):
+        return str(source)
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.width}x{source.height}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {'x'.join(map(str, source.shape))}>"
+    return f"<{len(source)} frames>"
+
+
+def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
+    """OUT.json: resolved config, inputs, outputs, segment plan, seconds per stage, peak memory."""
+    timer, s = run.timer, run.setup
     memory = peak_memory(s.device)
     if timer.peaks_gib:  # the timer resets CUDA's peak counter per stage: the run's peak is the largest
         memory["peak_allocated_gib"] = max(memory["peak_allocated_gib"], *timer.peaks_gib.values())
-    info = {
-        "output": out.name,
+    return {
+        "output": None if run.output.video is None else run.output.video.name,
+        "outputs": run.output.to_dict(),
         "inputs": inputs,
         "config": s.cfg.to_dict(),
         "device": str(s.device),
         "dtype": str(s.dtype).removeprefix("torch."),
+        "memory_mode_choice": None if s.memory is None else s.memory.to_dict(),
         "latent_shape": list(latent_shape),
         "plan": describe_plan(s.cfg),
-        "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},
+        "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded
+        "models_load_seconds": round(run.comps.load_seconds, 3),
         "memory": {k: round(x, 3) for k, x in memory.items()},
         "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
     }
-    atomic_write_json(out.with_suffix(".json"), info)
-    return info

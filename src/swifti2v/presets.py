@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from swifti2v.config import LatentGeometry, RunConfig, ScheduleConfig, Stage1Config, Stage2Config, VideoConfig
 from swifti2v.errors import UserError
@@ -96,3 +97,47 @@ def get_preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise UserError(f"--preset {name!r} is unknown; choose one of: {', '.join(PRESETS)} (see `swifti2v presets`)")
     return PRESETS[name][1]()
+
+
+# Settings a run may change, by their CLI names with underscores (the CLI, `batch` jobs, the Python API).
+OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "lora_strength", "mode", "stage2",
+             "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
+             "device", "dtype", "memory_mode", "attention", "compile")
+# Those that choose or place the models: fixed once the models are loaded.
+MODEL_OVERRIDES = ("lora", "lora_strength", "mode", "stage2", "device", "dtype", "memory_mode", "attention",
+                   "compile")
+
+
+def _set(obj, **changes):
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(obj, **changes) if changes else obj
+
+
+def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
+    """cfg with OVERRIDES applied (None: keep the preset's). `lora="none"` turns the Stage I LoRA off."""
+    unknown = sorted(set(settings) - set(OVERRIDES))
+    if unknown:
+        raise UserError(f"setting {unknown[0]!r} is unknown; use one of {', '.join(OVERRIDES)}")
+    get = settings.get
+    video = _set(cfg.video, height=get("height"), width=get("width"), frames=get("frames"), fps=get("fps"))
+    stage1 = _set(cfg.stage1, lora_strength=get("lora_strength"),
+                  schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
+    if get("lora") is not None:
+        stage1 = replace(stage1, lora=None if str(get("lora")).lower() == "none" else get("lora"))
+    mode = get("mode") or ("concat" if get("stage2") else None)
+    stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), segment_blocks=get("segment_blocks"),
+                  neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
+                  schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
+                                start_sigma=get("start_sigma")))
+    return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
+                dtype=get("dtype"), memory_mode=get("memory_mode"), attention=get("attention"),
+                compile=get("compile"))
+
+
+def check_weights(cfg: RunConfig) -> None:
+    """A concat Stage II needs trained weights: bundled or built in code, or a --stage2 checkpoint."""
+    s2 = cfg.stage2
+    if s2.mode == "concat" and s2.checkpoint is None and not (
+            s2.model in ("debug-random", "bench-cpu") or s2.model.startswith(BUNDLED)):
+        raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
+                        "(or --mode refine for the zero-shot refiner)")

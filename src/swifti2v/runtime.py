@@ -52,28 +52,38 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 
 class StageTimer:
-    """Wall seconds per named stage (synchronising CUDA at the boundaries) and, on CUDA, the peak memory
-    allocated inside each stage (nested stages fold their peaks into the enclosing ones)."""
+    """Wall seconds per named stage (synchronising CUDA at the boundaries), each stage's own: a stage
+    opened inside another pauses the outer one's clock. On CUDA, also the peak memory allocated inside
+    each stage (nested stages fold their peaks into the enclosing ones)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {}
         self.peaks_gib: dict[str, float] = {}
         self._open: list[str] = []
+        self._since = 0.0  # when the innermost open stage's clock last started
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self._sync()
         self._fold_peak()
+        self._charge()
         self._open.append(name)
-        t0 = time.perf_counter()
         try:
             yield
         finally:
             self._sync()
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self._charge()
             self._fold_peak()
             self._open.pop()
+
+    def _charge(self) -> None:
+        """Credit the time since the last boundary to the innermost open stage."""
+        now = time.perf_counter()
+        if self._open:
+            name = self._open[-1]
+            self.seconds[name] = self.seconds.get(name, 0.0) + now - self._since
+        self._since = now
 
     def _fold_peak(self) -> None:
         """Credit the peak since the last reset to every open stage, then start a new window."""

@@ -50,15 +50,17 @@ def default_path(out: Path) -> Path:
 PLACEMENT_FIELDS = ("memory_mode", "attention", "compile")
 
 
-def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path]) -> str:
-    """sha256 over the resolved config (less PLACEMENT_FIELDS) and the inputs: files by content, the rest
-    by value."""
+def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path | bytes]) -> str:
+    """sha256 over the resolved config (less PLACEMENT_FIELDS) and the inputs: files by content, bytes as
+    they are, the rest by value."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in PLACEMENT_FIELDS}
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name in sorted(inputs):
         value = inputs[name]
         h.update(name.encode())
-        if isinstance(value, Path):
+        if isinstance(value, bytes):  # an image handed over in memory: its pixels
+            h.update(value)
+        elif isinstance(value, Path):
             with open(value, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 def test_generate_on_cuda_bf16(image_file, tmp_path):
     cfg = replace(get_preset("debug-random"), device="cuda", dtype="bf16")
-    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "gpu.mp4")
+    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "gpu.mp4").info
     assert probe_video(tmp_path / "gpu.mp4")["frames"] == cfg.video.frames
     assert info["memory"]["peak_allocated_gib"] > 0
 
@@ -45,5 +45,5 @@ def test_csg_step_loop_has_no_host_syncs():
 @pytest.mark.parametrize("mode", ["fast", "balanced", "low"])
 def test_memory_modes_run_on_cuda(image_file, tmp_path, mode):
     cfg = replace(get_preset("debug-random"), device="cuda", dtype="bf16", memory_mode=mode)
-    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / f"{mode}.mp4")
+    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / f"{mode}.mp4").info
     assert set(info["stage_peak_gib"]) >= {"stage1", "reference", "stage2"}

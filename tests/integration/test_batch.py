@@ -82,3 +82,12 @@ def test_malformed_jobs_are_described(tmp_path, image_file, line, fragment):
 
     jobs = read_jobs(_jobs(tmp_path, image_file, [line]))
     assert fragment in jobs[0].problem
+
+
+def test_jobs_writing_the_same_output_are_refused_before_any_runs(tmp_path, image_file):
+    jobs = _jobs(tmp_path, image_file, [{"image": "a.png", "prompt": "x", "name": "same.mp4"},
+                                        {"image": "a.png", "prompt": "y"},
+                                        {"image": "a.png", "prompt": "z", "name": "same"}])  # .mp4 added
+    r = _batch(jobs, tmp_path / "out")
+    assert r.returncode == 2 and "lines 1 and 3 both write same.mp4" in r.stderr, r.stderr
+    assert not list((tmp_path / "out").glob("*.mp4")), "nothing ran"

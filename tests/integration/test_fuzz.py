@@ -92,3 +92,25 @@ def test_any_image_bytes_end_in_exit_0_or_2(data, workdir, capsys):
                       *SMALL], capsys)
     assert code in (0, 2), err
     assert "Traceback" not in err
+
+
+PATHS = st.one_of(st.sampled_from(["o.mp4", "o.txt", "o", ".", "..", "sub/new/o.mp4", "file/o.mp4", "file", "dir",
+                                   "dir/", "o.MP4", "/proc/o.mp4", "/proc/x/o.mp4", "", " "]),
+                  st.text(max_size=8).map(lambda s: s + ".mp4"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(out=PATHS, work=st.one_of(st.none(), PATHS), png=st.one_of(st.none(), PATHS))
+def test_any_output_paths_end_in_exit_0_or_2(out, work, png, workdir, capsys, monkeypatch):
+    """Output, work directory and PNG folder: a bad one ends with one line before any model loads."""
+    monkeypatch.chdir(workdir)
+    (workdir / "file").write_text("")
+    (workdir / "dir").mkdir(exist_ok=True)
+    argv = ["generate", "--image", str(workdir / "ok.png"), "--prompt", "a test", "--out", out, *SMALL]
+    argv += [] if work is None else ["--work-dir", work]
+    argv += [] if png is None else ["--png-dir", png]
+    code, err = _run(argv, capsys)
+    assert code in (0, 2), (argv, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("swifti2v: error:"), err

@@ -76,7 +76,7 @@ def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_pat
     cfg = replace(cfg, stage1=replace(cfg.stage1, model=str(folders / "i2v")),
                   stage2=replace(cfg.stage2, mode="refine", model=str(folders / "ti2v"),
                                  schedule=ScheduleConfig(steps=3, shift=3.0, start_sigma=0.6)))
-    info = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4")
+    info = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4").info
     meta = probe_video(tmp_path / "v.mp4")
     assert (meta["frames"], meta["height"], meta["width"]) == (25, 128, 256)
     assert info["config"]["stage2"]["mode"] == "refine"
@@ -123,9 +123,9 @@ def test_generate_with_a_stage1_lora_reports_it(image_file, tmp_path):
     cfg = get_preset("debug-random")
     cfg = replace(cfg, video=replace(cfg.video, frames=9),
                   stage1=replace(cfg.stage1, lora=str(tmp_path / "fewstep.safetensors")))
-    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "l.mp4")
+    info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "l.mp4").info
     assert info["inputs"]["lora"].startswith("LoRA fewstep.safetensors: 1 low-rank pairs")
     assert "1 modulation deltas" in info["inputs"]["lora"]
     plain = pipeline.generate(replace(cfg, stage1=replace(cfg.stage1, lora=None)), image_file,
-                              "a red square moves up", tmp_path / "p.mp4")
+                              "a red square moves up", tmp_path / "p.mp4").info
     assert plain["inputs"]["lora"] is None

@@ -22,7 +22,7 @@ def _run(tmp_path, image_file, mode, dtype="auto"):
     cfg = validate(get_preset("debug-random").__class__(**{**get_preset("debug-random").__dict__,
                                                            "memory_mode": mode, "dtype": dtype}))
     out = tmp_path / f"{mode}-{dtype}.mp4"
-    info = pipeline.generate(cfg, image_file, "the camera pans left", out)
+    info = pipeline.generate(cfg, image_file, "the camera pans left", out).info
     frames, _ = media.read_video(out)
     return info, torch.from_numpy(np.stack([np.asarray(f) for f in frames])), out
 

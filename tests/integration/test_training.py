@@ -59,7 +59,7 @@ def test_stage2_checkpoint_is_what_generate_loads(cache, tmp_path, image_file):
     assert not torch.equal(base.patch_embedding.weight, loaded.patch_embedding.weight)
     cfg = get_preset("debug-random")
     cfg = replace(cfg, stage2=replace(cfg.stage2, checkpoint=str(run / "final")))
-    out = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4")
+    out = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4").info
     assert (tmp_path / "v.mp4").is_file() and out["config"]["stage2"]["checkpoint"] == str(run / "final")
 
 

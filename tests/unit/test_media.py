@@ -85,3 +85,31 @@ def test_huge_images_are_downscaled_with_a_warning_and_bombs_refused(tmp_path, c
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(UserError, match="too many to decode"):
         media.load_image(wide)
+
+
+def test_mp4_bytes_do_not_depend_on_the_cpus_or_the_timing(tmp_path):
+    """x264 picks its thread count from the CPUs a process may use, and its output depends on it: the
+    writer fixes it, so the same frames give the same bytes on any machine, loaded or not."""
+    import hashlib
+    import os
+    import time
+
+    rng = np.random.default_rng(0)
+    base = torch.from_numpy(rng.random((3, 96, 200)).astype(np.float32)) * 2 - 1
+    clip = torch.stack([torch.roll(base, 3 * t, dims=2) for t in range(17)], dim=1)[None]  # a pan
+
+    def encode(name: str, pause: float) -> str:
+        with VideoWriter(tmp_path / name, fps=16) as w:
+            for t in range(0, 17, 4):
+                w.write(clip[:, :, t : t + 4])
+                time.sleep(pause)
+        return hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+
+    cpus = os.sched_getaffinity(0)
+    first = encode("all.mp4", 0.0)
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        one_cpu = encode("one.mp4", 0.05)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert first == one_cpu

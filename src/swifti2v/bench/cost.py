@@ -267,6 +267,24 @@ def _stage_calls(cfg: RunConfig, models: dict, plan) -> tuple[list, list]:
     return stage1, stage2
 
 
+def predicted_peaks(cfg: RunConfig) -> dict[str, dict[str, float]]:
+    """Predicted peak accelerator memory (GiB) per memory mode for this run (`--memory-mode auto`)."""
+    cfg = validate(cfg)
+    models = model_configs(cfg)
+    stage1_calls, stage2_calls = _stage_calls(cfg, models, stage2_plan(cfg.stage2, cfg.video.num_blocks))
+    c = CostConfig(preset=cfg.preset)
+    rows = {"stage1": dit_row("stage1", models["stage1"], stage1_calls, c),
+            "stage2": dit_row("stage2 CSG", models["stage2"], stage2_calls, c)}
+    return mode_peaks(rows, vae_rows(cfg, models), weights(models), _latents_gib(cfg, models))
+
+
+def _latents_gib(cfg: RunConfig, models: dict) -> float:
+    """z_ref, the noise and the output latents of the whole clip, fp32."""
+    v, s2 = cfg.video, cfg.stage2.geometry.vae_spatial
+    z = (models["vae2"] or {}).get("z_dim", 16) if models["vae2"] is not None else models["stage2"]["out_channels"]
+    return 3 * z * v.num_blocks * (v.height // s2) * (v.width // s2) * 4 / GIB
+
+
 def run_cost(c: CostConfig) -> dict:
     from swifti2v.presets import get_preset
 
@@ -291,9 +309,7 @@ def run_cost(c: CostConfig) -> dict:
     }
     vae = vae_rows(cfg, models)
     w = weights(models)
-    z = (models["vae2"] or {}).get("z_dim", 16) if models["vae2"] is not None else models["stage2"]["out_channels"]
-    s2 = cfg.stage2.geometry.vae_spatial
-    latents_gib = 3 * z * v.num_blocks * (v.height // s2) * (v.width // s2) * 4 / GIB  # z_ref, noise, output
+    latents_gib = _latents_gib(cfg, models)
     return {
         "config": asdict(c), "preset": cfg.preset,
         "video": {"height": v.height, "width": v.width, "frames": v.frames, "blocks": v.num_blocks},

@@ -120,7 +120,7 @@ def run_mode(c: GpuBenchConfig, mode: str, image: Path, work: Path) -> dict:
     pipeline.prepare_components(s, comps)
     built = time.perf_counter() - t0
     info = pipeline.generate(cfg, image, "the camera pans left over a harbour", work / f"{mode}.mp4",
-                             components=comps)
+                             components=comps).info
     seconds = {k: v for k, v in info["seconds"].items() if k != "load"}
     return {"mode": mode, "build_s": round(built, 1), "seconds": seconds, "total_s": round(sum(seconds.values()), 2),
             "stage_peak_gib": info["stage_peak_gib"], "memory": info["memory"], "comps": comps}

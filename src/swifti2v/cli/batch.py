@@ -23,8 +23,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from swifti2v.api import SwiftI2V
 from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
+from swifti2v.presets import MODEL_OVERRIDES, OVERRIDES
 
 log = logging.getLogger(__name__)
 JOB_KEYS = {"image", "prompt", "name"}
@@ -69,6 +71,22 @@ def output_path(out_dir: Path, job: Job) -> Path:
     return out if out.suffix else out.with_suffix(".mp4")
 
 
+def check_names(jobs: list[Job], out_dir: Path) -> None:
+    """Two jobs writing the same output would overwrite each other: refused before any job runs."""
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        if job.problem:
+            continue
+        try:
+            out = output_path(out_dir, job)
+        except UserError:
+            continue  # recorded as that job's failure when it runs
+        if out in seen:
+            raise UserError(f"jobs on lines {seen[out].index + 1} and {job.index + 1} both write {out.name}; give "
+                            "each job its own \"name\"")
+        seen[out] = job
+
+
 class Status:
     def __init__(self, out_dir: Path):
         self.dir = out_dir / "status"
@@ -103,19 +121,17 @@ def _job_args(base: argparse.Namespace, job: Job, jobs_dir: Path) -> argparse.Na
 
 def run_batch(base: argparse.Namespace, progress) -> dict:
     """Run this rank's share of the jobs; rank 0 then writes the summary of all of them."""
-    from swifti2v import pipeline
-    from swifti2v.cli.main import resolve_config  # the generate command's own flag -> config mapping
-
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     base = _own_device(base)
     jobs_path, out_dir = Path(base.jobs), Path(base.out_dir)
     jobs = read_jobs(jobs_path)
+    check_names(jobs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     status = Status(out_dir)
     mine = [j for j in jobs if j.index % world == rank]
-    components: dict[tuple, object] = {}
+    pipes: dict[tuple, SwiftI2V] = {}  # loaded models, shared by the jobs that use them
     for done, job in enumerate(mine, 1):
-        _run_job(job, base, jobs_path.parent, out_dir, status, components, pipeline, resolve_config)
+        _run_job(job, base, jobs_path.parent, out_dir, status, pipes)
         progress("batch jobs", done, len(mine))
     _barrier(world)
     summary = summarise(jobs, status)
@@ -124,7 +140,7 @@ def run_batch(base: argparse.Namespace, progress) -> dict:
     return summary
 
 
-def _run_job(job, base, jobs_dir, out_dir, status, components, pipeline, resolve_config) -> None:
+def _run_job(job, base, jobs_dir, out_dir, status, pipes) -> None:
     state = status.read(job)
     if state.get("state") == "done" and Path(state.get("output", "")).is_file():
         return  # finished on an earlier run
@@ -139,12 +155,12 @@ def _run_job(job, base, jobs_dir, out_dir, status, components, pipeline, resolve
                 raise UserError(f"line {job.index + 1}: {job.problem}")
             out = output_path(out_dir, job)
             args = _job_args(base, job, jobs_dir)
-            cfg = resolve_config(args)
-            key = (cfg.stage1, cfg.stage2.model, cfg.stage2.checkpoint, cfg.stage2.mode, cfg.device, cfg.dtype,
-                   cfg.memory_mode, cfg.attention, cfg.compile)
-            if key not in components:
-                components[key] = pipeline.load_components(pipeline.setup(cfg), with_stage1=True)
-            pipeline.generate(cfg, args.image, args.prompt, out, components=components[key])
+            models = {k: getattr(args, k, None) for k in MODEL_OVERRIDES}
+            key = (args.preset, *models.values())
+            if key not in pipes:
+                pipes[key] = SwiftI2V.from_preset(args.preset, **{k: v for k, v in models.items() if v is not None})
+            per_call = {k: getattr(args, k, None) for k in OVERRIDES if k not in MODEL_OVERRIDES}
+            pipes[key].generate(args.image, args.prompt, out=out, crf=args.crf, keep_frames=False, **per_call)
             status.write(job, state="done", attempts=attempts, output=str(out),
                          seconds=round(time.perf_counter() - t0, 2))
             return

@@ -7,13 +7,13 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
-from swifti2v.presets import BUNDLED, DEFAULT_PRESET, PRESETS, get_preset
+from swifti2v.outputs import DEFAULT_CRF, Output
+from swifti2v.presets import DEFAULT_PRESET, OVERRIDES, PRESETS, check_weights, get_preset, with_overrides
 
 EXIT_USER_ERROR = 2
 
@@ -51,14 +51,21 @@ def _run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
     o = p.add_argument_group("output and run")
     if not batch:
         o.add_argument("--out", required=True,
-                       help="output .mp4 path; a .json with settings and timings is written beside it")
+                       help="output .mp4 path; a .json with settings and timings is written beside it (checked "
+                       "before anything loads)")
+    o.add_argument("--crf", type=int, default=DEFAULT_CRF, help=f"H.264 quality, 0 (lossless) to 51 (default "
+                   f"{DEFAULT_CRF}, visually lossless; +6 about halves the file)")
+    if not batch:
+        o.add_argument("--png-dir", metavar="DIR", help="also write every frame as a lossless PNG into DIR "
+                       "(frame_00000.png, ...; replaced as a whole when complete)")
     o.add_argument("--fps", type=int, help=f"frame rate of the mp4 (default: preset's, {DEFAULT_FPS} for Wan presets)")
     o.add_argument("--seed", type=int, help="random seed (default 0); the same seed gives the same video")
     o.add_argument("--device", help="auto (default), cpu or cuda[:N]")
     o.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"),
                    help="DiT compute dtype (auto: bf16 on GPU, fp32 on CPU)")
-    o.add_argument("--memory-mode", choices=MEMORY_MODES,
-                   help="fast: everything on the GPU; balanced (default): text encoder on CPU, one stage on the GPU "
+    o.add_argument("--memory-mode", choices=("auto", *MEMORY_MODES),
+                   help="auto (default): the fastest mode whose predicted peak fits the free GPU memory (balanced on "
+                   "CPU); fast: everything on the GPU; balanced: text encoder on CPU, one stage on the GPU "
                    "at a time, tiled decode; low: + fp8 weights, Stage I streamed block by block, tile-by-tile "
                    "decode at the end (2K on 24 GB cards); see docs/benchmarks.md")
     o.add_argument("--attention", choices=ATTENTION_BACKENDS,
@@ -118,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--retries", type=int, default=2, help="extra attempts for a failing job, over all runs (default 2)")
     _video_options(b, "frame count, 4k+1 (default: preset's)")
     _run_options(b, batch=True)
+    u = sub.add_parser("ui", help="web UI in the browser (Gradio; needs the `ui` extra)",
+                       description="A web UI over the same pipeline: upload, prompt, settings, progress per stage "
+                       "and segment, cancel, a queue (one generation at a time), results with a bicubic-vs-final "
+                       "detail crop, downloads and a gallery. Every file goes under --out-dir.")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                   "anything else is reachable by others, so use --auth)")
+    u.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    u.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset selected at start (default {DEFAULT_PRESET})")
+    u.add_argument("--out-dir", default="outputs/ui", help="where the UI writes videos, JSON and thumbnails "
+                   "(default outputs/ui)")
+    u.add_argument("--auth", metavar="USER:PASS", help="require this login")
+    u.add_argument("--max-upload-mb", type=int, default=50, help="largest upload accepted, in MB (default 50)")
+    u.add_argument("-q", "--quiet", action="store_true", help="no info logs")
     _bench_parsers(sub)
     _train_parsers(sub)
     return parser
@@ -342,34 +362,12 @@ def _run_training(args: argparse.Namespace, progress) -> int:
     return 0
 
 
-def _set(obj, **changes):
-    changes = {k: v for k, v in changes.items() if v is not None}
-    return replace(obj, **changes) if changes else obj
-
-
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The preset with the command line's overrides applied."""
-    cfg = get_preset(args.preset)
-    get = lambda name: getattr(args, name, None)
-    video = _set(cfg.video, height=get("height"), width=get("width"), frames=get("frames"), fps=get("fps"))
-    lora = get("lora")
-    stage1 = _set(cfg.stage1, lora_strength=get("lora_strength"),
-                  schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
-    if lora is not None:
-        stage1 = replace(stage1, lora=None if lora.lower() == "none" else lora)
-    mode = get("mode") or ("concat" if get("stage2") else None)
-    stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), segment_blocks=get("segment_blocks"),
-                  neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
-                  schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
-                                start_sigma=get("start_sigma")))
-    needs_weights = args.command in ("generate", "refine", "batch")
-    if needs_weights and stage2.mode == "concat" and stage2.checkpoint is None and not (
-            stage2.model in ("debug-random", "bench-cpu") or stage2.model.startswith(BUNDLED)):
-        raise UserError(f"preset {cfg.preset} runs a trained concat Stage II; pass --stage2 CKPT "
-                        "(or --mode refine for the zero-shot refiner)")
-    return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
-                dtype=get("dtype"), memory_mode=get("memory_mode"), attention=get("attention"),
-                compile=get("compile"))
+    cfg = with_overrides(get_preset(args.preset), **{name: getattr(args, name, None) for name in OVERRIDES})
+    if args.command in ("generate", "refine", "batch"):
+        check_weights(cfg)
+    return cfg
 
 
 class TqdmProgress:
@@ -414,7 +412,8 @@ def torch_oom() -> type[Exception]:
 
 def oom_advice(cfg: RunConfig) -> str:
     """Out of memory: what would fit, and that finished work is kept for the re-run."""
-    lighter = {"fast": "--memory-mode balanced (or low)", "balanced": "--memory-mode low"}.get(cfg.memory_mode)
+    lighter = {"fast": "--memory-mode balanced (or low)", "balanced": "--memory-mode low",
+               "auto": "--memory-mode low"}.get(cfg.memory_mode)
     fix = (f"re-run with {lighter}" if lighter else
            "lower --segment-blocks, --height/--width or --frames, or use a GPU with more memory")
     return (f"out of GPU memory in --memory-mode {cfg.memory_mode}; {fix} (2K fits a 24 GB card in low). "
@@ -454,28 +453,57 @@ def run(argv: list[str] | None = None) -> int:
 
     diffusers.utils.logging.disable_progress_bar()  # its "Loading checkpoint shards" bars (we show our own)
     progress = TqdmProgress(enabled=not args.quiet)
+    if args.command == "ui":
+        return _run_ui(args)
     if args.command in ("train", "prepare-data"):
         return _run_training(args, progress)
     if args.command == "bench":
         return _run_bench(args, progress)
     if args.command == "batch":
         return _run_batch(args, progress)
-    cfg = resolve_config(args)
-    from swifti2v import pipeline
+    return _run_one(args, progress)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
+    try:
+        from swifti2v.ui import UIConfig, parse_auth, serve
+    except ImportError as e:
+        raise UserError(f"the web UI needs Gradio ({e.name} missing); pip install -e '.[ui]'") from None
+    get_preset(args.preset)
+    if not 0 < args.port < 65536 or args.max_upload_mb < 1:
+        raise UserError(f"--port {args.port} must be 1..65535 and --max-upload-mb at least 1")
+    serve(UIConfig(host=args.host, port=args.port, preset=args.preset, out_dir=Path(args.out_dir),
+                   auth=parse_auth(args.auth), max_upload_mb=args.max_upload_mb))
+    return 0
+
+
+def _run_one(args: argparse.Namespace, progress) -> int:
+    """`generate` / `refine` through the Python API."""
+    from swifti2v.api import SwiftI2V
+    from swifti2v.media import load_image
+    from swifti2v.pipeline import check_paths, check_prompt
     from swifti2v.workdir import WorkOptions
 
+    cfg = resolve_config(args)
     work = WorkOptions(Path(args.work_dir) if args.work_dir else None, args.restart, args.keep_work)
+    outputs = dict(out=args.out, crf=args.crf, png_dir=args.png_dir, progress=progress, work=work, keep_frames=False)
+    check_paths(Output(Path(args.out), args.crf, args.png_dir and Path(args.png_dir)), work)  # before loading
+    load_image(args.image)
+    if args.command == "generate":
+        check_prompt(args.prompt)
     try:
         if args.command == "generate":
-            info = pipeline.generate(cfg, args.image, args.prompt, args.out, progress=progress, work=work)
+            result = SwiftI2V(cfg).generate(args.image, args.prompt, **outputs)
         else:
-            info = pipeline.refine(cfg, args.image, args.motion, args.prompt, args.out, frames=args.frames,
-                                   progress=progress, work=work)
+            result = SwiftI2V(cfg, with_stage1=False).refine(args.image, args.motion, args.prompt,
+                                                             frames=args.frames, **outputs)
     except torch_oom() as e:
         raise UserError(oom_advice(cfg)) from e
     if not args.quiet:
-        secs = ", ".join(f"{k} {t:.1f}s" for k, t in info["seconds"].items())
-        print(f"wrote {args.out} ({info['config']['video']['frames']} frames); {secs}")
+        secs = ", ".join(f"{k} {t:.1f}s" for k, t in {"load": result.info["models_load_seconds"],
+                                                       **result.info["seconds"]}.items())
+        print(f"wrote {args.out} ({result.info['config']['video']['frames']} frames); {secs}")
     return 0
 
 

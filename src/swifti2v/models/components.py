@@ -80,6 +80,7 @@ class Components:
     stage2: Stage2Components
     stage1: Stage1Components | None = None
     lora_summary: str | None = None  # what a Stage I LoRA matched, for the sidecar
+    load_seconds: float = 0.0  # how long loading and preparing took (once, however many runs use them)
 
 
 def _fail_load(what: str, source: str, err: Exception) -> UserError:

@@ -1,0 +1,138 @@
+"""Where a run's frames go: the H.264 mp4 (+ its JSON), an optional lossless PNG sequence, and the frames
+kept in memory for the Python API. Every path is checked before any model loads, and every file or folder
+appears under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from swifti2v.errors import UserError
+from swifti2v.media import VideoWriter, to_uint8
+
+DEFAULT_CRF = 18  # visually lossless for H.264
+
+
+@dataclass(frozen=True)
+class Output:
+    video: Path | None  # the .mp4 (its .json beside it); None: frames in memory only (the Python API)
+    crf: int = DEFAULT_CRF  # H.264 constant rate factor: 0 lossless ... 51 worst; +6 about halves the size
+    png_dir: Path | None = None  # also every frame as a lossless PNG, frame_00000.png, ...
+
+    def to_dict(self) -> dict:
+        return {"video": None if self.video is None else self.video.name, "crf": self.crf,
+                "png_dir": None if self.png_dir is None else str(self.png_dir)}
+
+
+def _writable_folder(flag: str, folder: Path) -> None:
+    """Create `folder` (and its parents) and check a file can be made in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise UserError(f"{flag}: cannot write in {folder!s} ({reason}); choose a folder you can write to") from None
+
+
+def check_video_path(path: Path, flag: str = "--out") -> None:
+    for p in (path, path.with_suffix(".json")):
+        if p.is_dir():
+            raise UserError(f"{flag} {path}: {p} is a folder; pass a file path such as {p / 'video.mp4'}")
+    if path.suffix.lower() != ".mp4":
+        raise UserError(f"{flag} {path}: the output is an H.264 mp4; name it {path.with_suffix('.mp4').name}")
+    _writable_folder(flag, path.parent)
+
+
+def check_folder(path: Path, flag: str) -> None:
+    """A folder we will create or fill (work directory, PNG sequence): not a file, parent writable."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; pass a folder path (it is created if missing)")
+    _writable_folder(flag, path.parent)
+
+
+def check_output(out: Output) -> None:
+    """Raise UserError, before any work, for an output that could not be written."""
+    if not 0 <= out.crf <= 51:
+        raise UserError(f"--crf {out.crf} is outside 0..51; use 18 (default, visually lossless) or 23 (smaller)")
+    if out.video is not None:
+        check_video_path(out.video)
+    if out.png_dir is not None:
+        check_folder(out.png_dir, "--png-dir")
+        if out.video is not None and out.png_dir.resolve() == out.video.parent.resolve():
+            raise UserError(f"--png-dir {out.png_dir} is the folder of --out; use a folder of its own, e.g. "
+                            f"{out.video.with_suffix('')}_frames")
+        stray = [p.name for p in out.png_dir.glob("*") if not (p.name.startswith("frame_") and p.suffix == ".png")]
+        if stray:
+            raise UserError(f"--png-dir {out.png_dir} holds other files ({stray[0]}, ...); it is replaced by the "
+                            "frames, so pass an empty or new folder")
+
+
+class PngWriter:
+    """Frames as frame_00000.png ... into a hidden folder beside `path`, renamed to `path` on success."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.partial")
+        self.count = 0
+
+    def __enter__(self) -> PngWriter:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        for rgb in frames:
+            Image.fromarray(rgb).save(self.tmp / f"frame_{self.count:05d}.png", compress_level=1)
+            self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.path.with_name(f".{self.path.name}.old")
+        if self.path.exists():
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class FrameSink:
+    """Every destination of one run's frames, fed (1, 3, T, H, W) windows in [-1, 1] in order."""
+
+    def __init__(self, out: Output, fps: int, keep: bool):
+        self.video = None if out.video is None else VideoWriter(out.video, fps, out.crf)
+        self.pngs = None if out.png_dir is None else PngWriter(out.png_dir)
+        self.kept: list[np.ndarray] | None = [] if keep else None
+
+    def __enter__(self) -> FrameSink:
+        for w in (self.video, self.pngs):
+            if w is not None:
+                w.__enter__()
+        return self
+
+    def write(self, frames: torch.Tensor) -> None:
+        rgb = to_uint8(frames)
+        if self.video is not None:
+            self.video.write_uint8(rgb)
+        if self.pngs is not None:
+            self.pngs.write(rgb)
+        if self.kept is not None:
+            self.kept.append(rgb)
+
+    def frames(self) -> np.ndarray | None:
+        return None if self.kept is None else np.concatenate(self.kept)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # PNGs first: the mp4 (what a resumed or batch run checks for) appears last
+        for w in (self.pngs, self.video):
+            if w is not None:
+                w.__exit__(exc_type, exc, tb)
