@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from swifti2v.files import atomic_write_json
 from swifti2v.runtime import peak_memory
 from swifti2v.sampling.noise import derive_seed
 from swifti2v.training.config import TrainConfig
-from swifti2v.training.tasks import TASKS
+from swifti2v.training.tasks import TASKS, Stage1Task, Stage2Task
 
 log = logging.getLogger(__name__)
 
@@ -179,64 +180,107 @@ def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, la
                                         "data": None if task.report is None else vars(task.report)})
     if cfg.tracker != "none":
         acc.init_trackers("swifti2v", config=_flat(cfg.to_dict()))
-    progress = progress if acc.is_main_process else None
-    result = _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, step, out, progress)
+    run = TrainRun(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, out,
+                   progress if acc.is_main_process else None, step=step, batch_index=step * cfg.grad_accum)
+    result = _loop(run)
     acc.wait_for_everyone()  # the last collective: every rank reaches the teardown together
     return result
 
 
-def _loop(cfg, acc, task, model, optimizer, schedule, loader, params, ema, ckpts, step, out, progress) -> dict:
-    batches_per_epoch = len(loader)
-    batch_index = step * cfg.grad_accum  # micro-batches consumed so far (per process)
-    samples_per_step = cfg.batch_size * cfg.grad_accum * acc.num_processes
-    metrics_path = out / "metrics.jsonl"
-    window_loss, window_start, t0, last_loss = [], time.perf_counter(), time.perf_counter(), math.nan
-    if progress:
-        progress("train steps", step, cfg.max_steps)
-    while step < cfg.max_steps:
-        epoch, offset = divmod(batch_index, batches_per_epoch)
-        loader.set_epoch(epoch)
-        batches = acc.skip_first_batches(loader, offset) if offset else loader
-        for batch in batches:
-            g = torch.Generator().manual_seed(derive_seed(cfg.seed, f"train/{batch_index}/{acc.process_index}"))
-            with acc.accumulate(model):
-                loss = task.loss(model, batch, g)
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.optim.grad_clip > 0:
-                    acc.clip_grad_norm_(params, cfg.optim.grad_clip)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-            batch_index += 1
-            window_loss.append(loss.detach())
-            if not acc.sync_gradients:
+@dataclass
+class TrainRun:
+    """One training run on this process: what the loop, its logs and its checkpoints share."""
+
+    cfg: TrainConfig
+    acc: Accelerator
+    task: Stage2Task | Stage1Task
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    params: list[torch.Tensor]
+    ema: object | None  # diffusers EMAModel
+    ckpts: Checkpoints
+    out: Path
+    progress: Progress | None
+    step: int = 0  # optimizer steps taken
+    batch_index: int = 0  # micro-batches consumed (per process): where the seeded data order stands
+    last_loss: float = math.nan
+    t0: float = field(default_factory=time.perf_counter)
+    window: list[torch.Tensor] = field(default_factory=list)  # micro-batch losses since the last log line
+    window_start: float = field(default_factory=time.perf_counter)
+
+    def batches(self):
+        """The rest of the current epoch, in the seeded order (the part a resumed run already saw skipped)."""
+        epoch, offset = divmod(self.batch_index, len(self.loader))
+        self.loader.set_epoch(epoch)
+        return self.acc.skip_first_batches(self.loader, offset) if offset else self.loader
+
+    def micro_step(self, batch) -> None:
+        """Forward and backward on one micro-batch; the optimizer steps when accumulation completes. Its
+        randomness comes from (seed, batch index, rank), so a resumed run draws what an uninterrupted one does."""
+        cfg, acc = self.cfg, self.acc
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, f"train/{self.batch_index}/{acc.process_index}"))
+        with acc.accumulate(self.model):
+            loss = self.task.loss(self.model, batch, g)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.optim.grad_clip > 0:
+                acc.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.batch_index += 1
+        self.window.append(loss.detach())
+
+    def after_step(self) -> None:
+        """An optimizer step is done: EMA, the log line when due, progress."""
+        self.step += 1
+        if self.ema is not None:
+            self.ema.step(self.params)
+        if self.step % self.cfg.log_every == 0 or self.step == self.cfg.max_steps:
+            self.log_window()
+        self.report()
+
+    def log_window(self) -> None:
+        cfg, acc = self.cfg, self.acc
+        self.last_loss = float(acc.reduce(torch.stack(self.window).mean(), reduction="mean"))
+        now = time.perf_counter()
+        samples = len(self.window) * cfg.batch_size * acc.num_processes
+        record = {"step": self.step, "loss": self.last_loss, "lr": self.schedule.get_last_lr()[0],
+                  "samples_per_s": samples / (now - self.window_start), "elapsed_s": now - self.t0}
+        acc.log({k: v for k, v in record.items() if k != "step"}, step=self.step)
+        if acc.is_main_process:
+            with (self.out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        self.window, self.window_start = [], now
+
+    def report(self) -> None:
+        if self.progress:
+            self.progress("train steps", self.step, self.cfg.max_steps)
+
+    def checkpoint(self) -> None:
+        self.ckpts.save(self.acc, {"step": self.step, "batches": self.batch_index, "loss": self.last_loss,
+                                   "ranks": weight_digest(self.acc, self.params)}, self.ema)
+
+
+def _loop(run: TrainRun) -> dict:
+    """Optimizer steps until max_steps or max_minutes, checkpointing every save_every; then the export."""
+    cfg = run.cfg
+    run.report()
+    while run.step < cfg.max_steps:
+        for batch in run.batches():
+            run.micro_step(batch)
+            if not run.acc.sync_gradients:
                 continue
-            step += 1
-            if ema is not None:
-                ema.step(params)
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                mean = acc.reduce(torch.stack(window_loss).mean(), reduction="mean")
-                last_loss = float(mean)
-                now = time.perf_counter()
-                record = {"step": step, "loss": last_loss, "lr": schedule.get_last_lr()[0],
-                          "samples_per_s": len(window_loss) / cfg.grad_accum * samples_per_step / (now - window_start),
-                          "elapsed_s": now - t0}
-                acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
-                if acc.is_main_process:
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                window_loss, window_start = [], now
-            if progress:
-                progress("train steps", step, cfg.max_steps)
-            out_of_time = _out_of_time(acc, cfg, t0)
-            if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
-                ckpts.save(acc, {"step": step, "batches": batch_index, "loss": last_loss,
-                                 "ranks": weight_digest(acc, params)}, ema)
-            if step >= cfg.max_steps or out_of_time:
-                if out_of_time:
-                    log.info("max_minutes %.1f reached at step %d; --resume continues", cfg.max_minutes, step)
-                return _finish(cfg, acc, task, model, params, ema, out, step, last_loss, time.perf_counter() - t0)
-    return _finish(cfg, acc, task, model, params, ema, out, step, last_loss, time.perf_counter() - t0)
+            run.after_step()
+            out_of_time = _out_of_time(run.acc, cfg, run.t0)
+            if run.step % cfg.save_every == 0 or run.step == cfg.max_steps or out_of_time:
+                run.checkpoint()
+            if out_of_time:
+                log.info("max_minutes %.1f reached at step %d; --resume continues", cfg.max_minutes, run.step)
+            if run.step >= cfg.max_steps or out_of_time:
+                return _finish(run)
+    return _finish(run)
 
 
 def _out_of_time(acc: Accelerator, cfg: TrainConfig, t0: float) -> bool:
@@ -249,17 +293,20 @@ def _out_of_time(acc: Accelerator, cfg: TrainConfig, t0: float) -> bool:
     return bool(late.item())
 
 
-def _finish(cfg, acc, task, model, params, ema, out, step, last_loss, seconds) -> dict:
+def _finish(run: TrainRun) -> dict:
+    """Export what `generate` loads to OUT/final (EMA weights when kept), and the run's summary."""
+    cfg, acc, params, ema, out, step = run.cfg, run.acc, run.params, run.ema, run.out, run.step
+    seconds, last_loss = time.perf_counter() - run.t0, run.last_loss
     if ema is not None:
         ema.store(params)
         ema.copy_to(params)
-    state = acc.get_state_dict(model)
+    state = acc.get_state_dict(run.model)
     digest = weight_digest(acc, params)
     final = out / "final"
     if acc.is_main_process:
         tmp = out / ".final.partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        task.export(state, tmp)
+        run.task.export(state, tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     acc.wait_for_everyone()
