@@ -43,17 +43,26 @@ def _writable_folder(flag: str, folder: Path) -> None:
         raise UserError(f"{flag}: cannot write in {folder!s} ({reason}); choose a folder you can write to") from None
 
 
+def _no_nul(path: Path, flag: str) -> None:
+    if "\x00" in str(path):
+        raise UserError(f"{flag} {str(path)!r} contains a NUL byte; pass an ordinary path")
+
+
 def check_video_path(path: Path, flag: str = "--out") -> None:
-    for p in (path, path.with_suffix(".json")):
-        if p.is_dir():
-            raise UserError(f"{flag} {path}: {p} is a folder; pass a file path such as {p / 'video.mp4'}")
+    _no_nul(path, flag)
+    if path.is_dir() or not path.name:
+        raise UserError(f"{flag} {path!s} is a folder; pass a file path such as {path / 'video.mp4'}")
     if path.suffix.lower() != ".mp4":
         raise UserError(f"{flag} {path}: the output is an H.264 mp4; name it {path.with_suffix('.mp4').name}")
+    if path.with_suffix(".json").is_dir():
+        raise UserError(f"{flag} {path}: its settings file {path.with_suffix('.json')} is a folder; move it or "
+                        "name the output differently")
     _writable_folder(flag, path.parent)
 
 
 def check_folder(path: Path, flag: str) -> None:
     """A folder we will create or fill (work directory, PNG sequence): not a file, parent writable."""
+    _no_nul(path, flag)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file; pass a folder path (it is created if missing)")
     _writable_folder(flag, path.parent)

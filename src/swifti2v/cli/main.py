@@ -488,7 +488,8 @@ def _run_one(args: argparse.Namespace, progress) -> int:
     cfg = resolve_config(args)
     work = WorkOptions(Path(args.work_dir) if args.work_dir else None, args.restart, args.keep_work)
     outputs = dict(out=args.out, crf=args.crf, png_dir=args.png_dir, progress=progress, work=work, keep_frames=False)
-    check_paths(Output(Path(args.out), args.crf, args.png_dir and Path(args.png_dir)), work)  # before loading
+    png_dir = None if args.png_dir is None else Path(args.png_dir)
+    check_paths(Output(Path(args.out), args.crf, png_dir), work)  # before anything loads
     load_image(args.image)
     if args.command == "generate":
         check_prompt(args.prompt)
@@ -511,7 +512,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = run(argv)
     except UserError as e:
-        print(f"swifti2v: error: {e}", file=sys.stderr)
+        message = str(e).replace("\n", "\\n").replace("\r", "\\r")  # one line, whatever a path holds
+        print(f"swifti2v: error: {message}", file=sys.stderr)
         code = EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `swifti2v plan | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
