@@ -157,3 +157,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         if sch.sampler not in SAMPLERS:
             raise UserError(f"{name} sampler {sch.sampler!r} is unknown; use one of {', '.join(SAMPLERS)}")
     return cfg
+
+
+def check_prompt(prompt: str) -> None:
+    if not prompt.strip():
+        raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")

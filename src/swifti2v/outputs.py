@@ -145,3 +145,16 @@ class FrameSink:
         for w in (self.pngs, self.video):
             if w is not None:
                 w.__exit__(exc_type, exc, tb)
+
+
+def check_paths(output: Output, work_dir: Path | None) -> None:
+    """Every path a run will write, checked before any work (UserError naming the path and the fix)."""
+    check_output(output)
+    if work_dir is not None:
+        check_folder(work_dir, "--work-dir")
+    named = {"--out": output.video, "--png-dir": output.png_dir, "--work-dir": work_dir}
+    places = [(flag, path.resolve()) for flag, path in named.items() if path is not None]
+    for i, (flag_a, a) in enumerate(places):
+        for flag_b, b in places[i + 1:]:
+            if a == b or a in b.parents or b in a.parents:
+                raise UserError(f"{flag_a} {a} and {flag_b} {b} overlap; give each its own place")

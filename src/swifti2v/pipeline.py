@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from swifti2v import media
-from swifti2v.config import RunConfig, stage1_size, validate
+from swifti2v.config import RunConfig, check_prompt, stage1_size, validate
 from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.memory import MemoryChoice, resolve_memory_mode
@@ -30,7 +30,7 @@ from swifti2v.models.lora import load_lightx2v_lora
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import WanVAE, decode_tile_major, frame_windows
-from swifti2v.outputs import FrameSink, Output, check_folder, check_output
+from swifti2v.outputs import FrameSink, Output, check_paths
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
@@ -150,24 +150,6 @@ def _source_key(source, images: Sequence[Image.Image]) -> Path | bytes:
     return b"".join(f"{im.size}".encode() + im.tobytes() for im in images)
 
 
-def check_prompt(prompt: str) -> None:
-    if not prompt.strip():
-        raise UserError("--prompt is empty; describe the motion, e.g. --prompt 'the camera pans left'")
-
-
-def check_paths(output: Output, work: WorkOptions) -> None:
-    """Every path a run will write, checked before any work (UserError naming the path and the fix)."""
-    check_output(output)
-    if work.path is not None:
-        check_folder(work.path, "--work-dir")
-    named = {"--out": output.video, "--png-dir": output.png_dir, "--work-dir": work.path}
-    places = [(flag, path.resolve()) for flag, path in named.items() if path is not None]
-    for i, (flag_a, a) in enumerate(places):
-        for flag_b, b in places[i + 1:]:
-            if a == b or a in b.parents or b in a.parents:
-                raise UserError(f"{flag_a} {a} and {flag_b} {b} overlap; give each its own place")
-
-
 class Run:
     """One `generate` or `refine` call: everything its steps share, and the one way a step is run."""
 
@@ -187,7 +169,7 @@ class Run:
         """Resolve the config, check every output path, open the work directory, then load (or take) the
         models: a bad path fails before anything loads."""
         s = setup(cfg)
-        check_paths(output, work)
+        check_paths(output, work.path)
         key = fingerprint(s.cfg, inputs)
         path = work.path or (default_path(output.video) if output.video is not None
                              else Path(tempfile.gettempdir()) / f"swifti2v-{key[:16]}.work")

@@ -12,7 +12,7 @@ from pathlib import Path
 from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
-from swifti2v.outputs import DEFAULT_CRF, Output
+from swifti2v.outputs import DEFAULT_CRF, Output, check_paths
 from swifti2v.presets import DEFAULT_PRESET, OVERRIDES, PRESETS, check_weights, get_preset, with_overrides
 
 EXIT_USER_ERROR = 2
@@ -348,6 +348,7 @@ def _run_scaling(args: argparse.Namespace, progress) -> int:
 
 def _run_training(args: argparse.Namespace, progress) -> int:
     cfg = _train_config(args)
+    quiet_libraries()
     if args.command == "prepare-data":
         from swifti2v.training.prepare import prepare_data
 
@@ -445,6 +446,22 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("swifti2v").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    progress = TqdmProgress(enabled=not args.quiet)
+    if args.command == "ui":
+        return _run_ui(args)
+    if args.command in ("train", "prepare-data"):
+        return _run_training(args, progress)
+    if args.command == "bench":
+        quiet_libraries()
+        return _run_bench(args, progress)
+    if args.command == "batch":
+        quiet_libraries()
+        return _run_batch(args, progress)
+    return _run_one(args, progress)
+
+
+def quiet_libraries() -> None:
+    """Imported only once the command line has been checked (they take seconds): a typo fails at once."""
     import transformers  # its import-time notices (e.g. about torchvision) are not the user's concern
 
     transformers.logging.set_verbosity_error()
@@ -452,16 +469,6 @@ def run(argv: list[str] | None = None) -> int:
     import diffusers
 
     diffusers.utils.logging.disable_progress_bar()  # its "Loading checkpoint shards" bars (we show our own)
-    progress = TqdmProgress(enabled=not args.quiet)
-    if args.command == "ui":
-        return _run_ui(args)
-    if args.command in ("train", "prepare-data"):
-        return _run_training(args, progress)
-    if args.command == "bench":
-        return _run_bench(args, progress)
-    if args.command == "batch":
-        return _run_batch(args, progress)
-    return _run_one(args, progress)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
@@ -471,6 +478,7 @@ def _run_ui(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UserError(f"the web UI needs Gradio ({e.name} missing); pip install -e '.[ui]'") from None
     get_preset(args.preset)
+    quiet_libraries()
     if not 0 < args.port < 65536 or args.max_upload_mb < 1:
         raise UserError(f"--port {args.port} must be 1..65535 and --max-upload-mb at least 1")
     serve(UIConfig(host=args.host, port=args.port, preset=args.preset, out_dir=Path(args.out_dir),
@@ -480,19 +488,20 @@ def _run_ui(args: argparse.Namespace) -> int:
 
 def _run_one(args: argparse.Namespace, progress) -> int:
     """`generate` / `refine` through the Python API."""
-    from swifti2v.api import SwiftI2V
+    from swifti2v.config import check_prompt, validate
     from swifti2v.media import load_image
-    from swifti2v.pipeline import check_paths, check_prompt
     from swifti2v.workdir import WorkOptions
 
-    cfg = resolve_config(args)
+    cfg = validate(resolve_config(args))
     work = WorkOptions(Path(args.work_dir) if args.work_dir else None, args.restart, args.keep_work)
     outputs = dict(out=args.out, crf=args.crf, png_dir=args.png_dir, progress=progress, work=work, keep_frames=False)
     png_dir = None if args.png_dir is None else Path(args.png_dir)
-    check_paths(Output(Path(args.out), args.crf, png_dir), work)  # before anything loads
+    check_paths(Output(Path(args.out), args.crf, png_dir), work.path)  # before anything loads
     load_image(args.image)
     if args.command == "generate":
         check_prompt(args.prompt)
+    quiet_libraries()
+    from swifti2v.api import SwiftI2V
     try:
         if args.command == "generate":
             result = SwiftI2V(cfg).generate(args.image, args.prompt, **outputs)
