@@ -107,7 +107,7 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
         report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
         comps.lora_summary = report.summary()
     prepare_components(s, comps)
-    comps.load_seconds = time.perf_counter() - t0
+    comps.load_seconds, comps.memory_choice = time.perf_counter() - t0, s.memory
     return comps
 
 
@@ -352,6 +352,7 @@ def _describe(source) -> str:
 def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
     """OUT.json: resolved config, inputs, outputs, segment plan, seconds per stage, peak memory."""
     timer, s = run.timer, run.setup
+    choice = s.memory or run.comps.memory_choice  # made when the models were loaded
     memory = peak_memory(s.device)
     if timer.peaks_gib:  # the timer resets CUDA's peak counter per stage: the run's peak is the largest
         memory["peak_allocated_gib"] = max(memory["peak_allocated_gib"], *timer.peaks_gib.values())
@@ -362,7 +363,7 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "config": s.cfg.to_dict(),
         "device": str(s.device),
         "dtype": str(s.dtype).removeprefix("torch."),
-        "memory_mode_choice": None if s.memory is None else s.memory.to_dict(),
+        "memory_mode_choice": None if choice is None else choice.to_dict(),
         "latent_shape": list(latent_shape),
         "plan": describe_plan(s.cfg),
         "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded

@@ -81,6 +81,7 @@ class Components:
     stage1: Stage1Components | None = None
     lora_summary: str | None = None  # what a Stage I LoRA matched, for the sidecar
     load_seconds: float = 0.0  # how long loading and preparing took (once, however many runs use them)
+    memory_choice: object | None = None  # how `--memory-mode auto` chose their placement (memory.MemoryChoice)
 
 
 def _fail_load(what: str, source: str, err: Exception) -> UserError:
