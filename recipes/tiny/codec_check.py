@@ -7,9 +7,9 @@ import argparse
 import json
 
 from swifti2v.bench.fidelity import pixel_bicubic
-from swifti2v.bench.metrics import frame_psnr
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import heldout_clip
+from swifti2v.eval.metrics import frame_psnr
 from swifti2v.models.components import _load_vae
 from swifti2v.models.tiny import WEIGHTS_DIR
 from swifti2v.models.vae import WanVAE

@@ -91,21 +91,28 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def read_video(path: str | Path) -> tuple[list[Image.Image], float]:
-    """All frames of a video file as RGB images, and its frame rate."""
+def read_video(path: str | Path, flag: str = "--motion") -> tuple[list[Image.Image], float]:
+    """All frames of a video file as RGB images, and its frame rate. `flag` names the file in errors."""
+    frames, fps, _ = _decode(path, flag, lambda f: f.to_image())
+    return frames, fps
+
+
+def _decode(path: str | Path, flag: str, convert) -> tuple[list, float, tuple[int, int]]:
+    """Every frame through `convert`, the frame rate and the stream's (width, height); UserErrors name `flag`."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--motion {path} not found; pass an existing video file (mp4, mov, webm)")
+        raise UserError(f"{flag} {path} not found; pass an existing video file (mp4, mov, webm)")
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or DEFAULT_FPS)
-            frames = [f.to_image() for f in container.decode(stream)]
+            frames = [convert(f) for f in container.decode(stream)]
+            size = (stream.width, stream.height)
     except (av.error.FFmpegError, IndexError, OSError) as e:
-        raise UserError(f"--motion {path} is not a readable video ({e}); pass an mp4/mov/webm file") from None
+        raise UserError(f"{flag} {path} is not a readable video ({e}); pass an mp4/mov/webm file") from None
     if not frames:
-        raise UserError(f"--motion {path} has no frames")
-    return frames, fps
+        raise UserError(f"{flag} {path} has no frames")
+    return frames, fps, size
 
 
 # x264's output depends on its thread count, which by default follows the CPUs this process may use: the
@@ -161,13 +168,10 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def probe_video(path: str | Path) -> dict:
+def probe_video(path: str | Path, flag: str = "video") -> dict:
     """Frame count, size and rate of a video file (decoded, not trusted from the header)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = list(container.decode(stream))
-        return {"frames": len(frames), "width": stream.width, "height": stream.height,
-                "fps": float(stream.average_rate)}
+    frames, fps, (width, height) = _decode(path, flag, lambda f: None)
+    return {"frames": len(frames), "width": width, "height": height, "fps": fps}
 
 
 def iter_frames(images: list[Image.Image], height: int, width: int) -> Iterator[torch.Tensor]:

@@ -60,6 +60,17 @@ def check_video_path(path: Path, flag: str = "--out") -> None:
     _writable_folder(flag, path.parent)
 
 
+def check_report(path: Path, suffixes: tuple[str, ...], flag: str = "--out") -> None:
+    """A report written as path.json, path.md, ...: none of them a folder, the folder writable."""
+    _no_nul(path, flag)
+    if not path.name or path.is_dir():
+        raise UserError(f"{flag} {path!s} is a folder; pass a file name inside it, e.g. {path / 'report'}")
+    for suffix in suffixes:
+        if path.with_suffix(suffix).is_dir():
+            raise UserError(f"{flag} {path}: {path.with_suffix(suffix)} is a folder; name the report differently")
+    _writable_folder(flag, path.parent)
+
+
 def check_folder(path: Path, flag: str) -> None:
     """A folder we will create or fill (work directory, PNG sequence): not a file, parent writable."""
     _no_nul(path, flag)

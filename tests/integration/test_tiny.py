@@ -9,7 +9,7 @@ import torch
 from conftest import run_process
 from swifti2v import media
 from swifti2v.bench.fidelity import FidelityConfig, run_fidelity, to_markdown
-from swifti2v.bench.metrics import frame_psnr
+from swifti2v.eval.metrics import frame_psnr
 from swifti2v.models.codec import PixelCodec
 from swifti2v.models.tiny import WEIGHTS_DIR
 from swifti2v.pipeline import load_components, setup

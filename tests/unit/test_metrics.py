@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from swifti2v.bench.metrics import (
+from swifti2v.eval.metrics import (
     PSNR_CAP,
     frame_psnr,
     frame_ssim,

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from swifti2v.bench.fidelity import oracle_warp
-from swifti2v.bench.metrics import frame_psnr
 from swifti2v.data.synthetic import (
     HELDOUT_SEED,
     PAN_DIRECTIONS,
@@ -16,6 +15,7 @@ from swifti2v.data.synthetic import (
     sprite_clip,
 )
 from swifti2v.errors import UserError
+from swifti2v.eval.metrics import frame_psnr
 
 
 def test_same_seed_same_clip_and_splits_differ():

@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from swifti2v.bench.metrics import phase_correlation, same_direction, summarise
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import SyntheticClip, heldout_clip, sample_at
+from swifti2v.eval.metrics import phase_correlation, same_direction, summarise
 from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
 from swifti2v.plan import stage2_plan

@@ -12,7 +12,7 @@ from pathlib import Path
 from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
-from swifti2v.outputs import DEFAULT_CRF, Output, check_paths
+from swifti2v.outputs import DEFAULT_CRF, Output, check_paths, check_report
 from swifti2v.presets import DEFAULT_PRESET, OVERRIDES, PRESETS, check_weights, get_preset, with_overrides
 
 EXIT_USER_ERROR = 2
@@ -138,9 +138,35 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--auth", metavar="USER:PASS", help="require this login")
     u.add_argument("--max-upload-mb", type=int, default=50, help="largest upload accepted, in MB (default 50)")
     u.add_argument("-q", "--quiet", action="store_true", help="no info logs")
+    _eval_parser(sub)
     _bench_parsers(sub)
     _train_parsers(sub)
     return parser
+
+
+def _eval_parser(sub) -> None:
+    e = sub.add_parser("eval", help="measure videos against their input image: detail kept, seams, flicker, motion",
+                       description="Measure one or more generated videos (side by side in one table) against the "
+                       "input image: frame-0 fidelity, detail above the low-res clip's band over time, brightness/"
+                       "detail pulses at the 4-frame block and segment periods, flicker, flow-warping error, "
+                       "dynamic degree, camera motion vs the prompt; with --truth PSNR/SSIM per frame and the seam "
+                       "score; learned metrics (LPIPS, DISTS, DINO subject consistency, CLIP-IQA, VBench) from "
+                       "--weights. Writes REPORT.json, REPORT.md and REPORT.png (per-frame curves).")
+    e.add_argument("videos", nargs="+", metavar="VIDEO", help="videos to measure (mp4/mov/webm)")
+    e.add_argument("--image", required=True, help="the input image the videos were made from")
+    e.add_argument("--truth", help="ground-truth video of the same size and length (adds PSNR/SSIM/seam score)")
+    e.add_argument("--prompt", default="", help="the prompt; a named camera motion (pans left, zooms in, rotates "
+                   "clockwise) is checked against the measured one")
+    e.add_argument("--segment-frames", type=int, metavar="K", help="frames per Stage II segment (default: from the "
+                   "video's sidecar JSON, else 12 = CSG's M=3 blocks of 4)")
+    e.add_argument("--low-res", default="4", help="the low-res clip Stage II started from: a factor per side "
+                   "(default 4) or its size, e.g. 640x352; sets the band detail retention measures")
+    e.add_argument("--weights", metavar="DIR", help="local weights of the learned metrics (nothing is downloaded; "
+                   "a metric whose files are missing is skipped with one line naming them, see docs/results.md)")
+    e.add_argument("--device", default="auto", help="where learned metrics run: auto (default), cpu or cuda[:N]")
+    e.add_argument("--out", default="outputs/eval/report", help="writes OUT.json, OUT.md and OUT.png "
+                   "(default outputs/eval/report)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -295,6 +321,31 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
     result = run_fidelity(cfg, progress)
     out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace, progress) -> int:
+    from swifti2v.media import load_image
+
+    check_report(Path(args.out), (".json", ".md", ".png"))
+    load_image(args.image)  # a user error before the heavy imports
+    for name in ("cv2", "matplotlib"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise UserError(f"`swifti2v eval` needs {name}: pip install -e '.[eval]'") from None
+    quiet_libraries()
+    from swifti2v.eval.report import EvalConfig, plot, run_eval, to_markdown
+
+    cfg = EvalConfig(videos=tuple(args.videos), image=args.image, truth=args.truth, prompt=args.prompt,
+                     segment_frames=args.segment_frames, low_res=args.low_res, weights=args.weights,
+                     device=args.device)
+    out = Path(args.out)
+    result = run_eval(cfg, out, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(result, out.with_suffix(".png"))
+    _write_result(args.out, result, to_markdown(result, out.with_suffix(".png").name))
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')} and {out.with_suffix('.png')}")
     return 0
 
 
@@ -454,6 +505,8 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         quiet_libraries()
         return _run_bench(args, progress)
+    if args.command == "eval":
+        return _run_eval(args, progress)
     if args.command == "batch":
         quiet_libraries()
         return _run_batch(args, progress)
