@@ -66,6 +66,8 @@ def test_presets_and_help():
         assert all(flag in r.stdout for flag in ("--memory-mode", "--attention", "--compile"))
     for bench in ("fidelity", "scaling", "cost", "gpu"):
         assert swifti2v("bench", bench, "--help").returncode == 0
+    r = swifti2v("eval", "--help")
+    assert r.returncode == 0 and all(flag in r.stdout for flag in ("--truth", "--weights", "--segment-frames"))
 
 
 @pytest.mark.parametrize(

@@ -78,8 +78,10 @@ def weights(tmp_path_factory):
 
 def test_report_contract_side_by_side_with_truth_and_learned_metrics(clips, weights, tmp_path):
     out = tmp_path / "reports" / "r"
+    sidecar = {"inputs": {"prompt": clips["caption"]}, "plan": {"segments": [{"blocks": [1, 2]}, {"blocks": [3, 4]}]}}
+    clips["sharp"].with_suffix(".json").write_text(json.dumps(sidecar))  # as `generate` writes it
     r = swifti2v("eval", clips["sharp"], clips["bicubic"], "--image", clips["image"], "--truth", clips["truth"],
-                 "--prompt", clips["caption"], "--weights", weights, "--out", out, "-q")
+                 "--weights", weights, "--out", out, "-q")
     assert r.returncode == 0, r.stderr
     report = json.loads(out.with_suffix(".json").read_text())
     sharp, bicubic = report["videos"]
@@ -92,6 +94,8 @@ def test_report_contract_side_by_side_with_truth_and_learned_metrics(clips, weig
     assert sharp["metrics"]["psnr"] > bicubic["metrics"]["psnr"] + 3
     assert sharp["metrics"]["psnr_frame0"] > 35  # frame 0 is the input, through H.264 (crf 18, 4:2:0 chroma)
     assert sharp["metrics"]["camera_motion_match"] == 1.0, (clips["caption"], sharp["camera_motion"])
+    assert sharp["prompt"] == clips["caption"] and sharp["segment_starts"] == [9]  # from its sidecar
+    assert "camera_motion_match" not in bicubic["metrics"] and bicubic["segment_starts"] == [13]  # no sidecar
     assert any("upsampled-looking" in f for f in bicubic["flags"]) and not sharp["flags"]
     md = out.with_suffix(".md").read_text()
     assert "sharp.mp4" in md and "bicubic.mp4" in md and "![per-frame curves](r.png)" in md

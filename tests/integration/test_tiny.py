@@ -60,9 +60,12 @@ def test_default_generate_makes_a_real_video_without_block_noise(tmp_path):
     assert info["config"]["preset"] == "tiny"
 
 
-def test_fidelity_benchmark_on_a_reduced_set():
-    cfg = FidelityConfig(clips=1, photo_clips=1, direction_clips=1, height=64, width=128, frames=17, steps=(1, 2))
+def test_fidelity_benchmark_on_a_reduced_set(tmp_path):
+    cfg = FidelityConfig(clips=1, photo_clips=1, direction_clips=1, height=64, width=128, frames=17, steps=(1, 2),
+                         save_videos=str(tmp_path / "rows"))
     result = run_fidelity(cfg)
+    saved = {p.name for p in (tmp_path / "rows").iterdir()}
+    assert {"truth.mp4", "input.png", "caption.txt", "bicubic-pixels-oracle.mp4"} <= saved and len(saved) == 13
     assert set(result["sets"]) == {"photo", "procedural"} and result["stage1_direction"]["clips"] == 1
     for part in result["sets"].values():
         rows = {(r["row"], r["input"]): r for r in part["rows"]}
@@ -71,6 +74,7 @@ def test_fidelity_benchmark_on_a_reduced_set():
         assert pixels["gain"] == 0 and pixels["psnr_first_frame"] == 100  # the input image itself
         assert rows[("oracle warp", "oracle")]["psnr"] > pixels["psnr"]
         assert all(r["psnr_first_frame"] > 25 for r in rows.values())  # the anchor comes back through the codec
+        assert pixels["detail_retention"] < rows[("oracle warp", "oracle")]["detail_retention"]
     assert len(result["bars"]) == 7 and all(isinstance(b["met"], bool) for b in result["bars"].values())
     table = to_markdown(result)
     assert table.count("\n| ") == 2 * 11 + 8 and "direction accuracy" in table

@@ -13,7 +13,9 @@ downsample of the truth; "stage1" = the tiny Stage I re-generating that downsamp
   anchor; end-to-end (--no-csg); N=0; fed Stage I output; and, given `ablation_model`, the refiner trained
   without stage-transition conditions, fed Stage I output.
 
-Each row reports means over a set's clips and its gain over bicubic (pixels): mean and worst clip.
+Each row reports means over a set's clips and its gain over bicubic (pixels): mean and worst clip; the
+metrics are `swifti2v eval`'s (swifti2v.eval.metrics). `save_videos` keeps the first photo clip's rows as mp4
+so `swifti2v eval` can be run on them.
 `bars` checks the numbers the tiny models must meet (docs/results.md). Stage I alone: the share of
 held-out pan clips whose generated motion (global phase correlation between the first and last frames)
 points the captioned way.
@@ -22,16 +24,19 @@ points the captioned way.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import SyntheticClip, heldout_clip, sample_at
-from swifti2v.eval.metrics import phase_correlation, same_direction, summarise
+from swifti2v.eval.metrics import detail_retention, flicker, phase_correlation, same_direction, summarise
+from swifti2v.media import VideoWriter, to_uint8
 from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
 from swifti2v.plan import stage2_plan
@@ -60,6 +65,7 @@ class FidelityConfig:
     stage1_sigma: float = 0.5
     ablation_model: str | None = None  # Stage II trained without stage-transition conditions (recipe output)
     seed: int = 0
+    save_videos: str | None = None  # folder: every row of the first clip as mp4, its truth and input image
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,26 @@ def _clip_rows(clip: SyntheticClip, comps: Components, ablation: Stage2Component
     return out
 
 
+def score(video: Tensor, truth: Tensor, starts: list[int]) -> dict[str, float]:
+    """summarise()'s truth metrics, and the detail kept above the low-res band and flicker (`swifti2v eval`'s)."""
+    return summarise(video, truth, starts) | {"detail_retention": float(detail_retention(video, 4)[1:].mean()),
+                                              "flicker": float(flicker(video).mean())}
+
+
+def save_videos(folder: Path, clip: SyntheticClip, videos: dict[tuple[str, str], Tensor], fps: int) -> None:
+    """The first clip's rows as mp4 (for `swifti2v eval`), its truth, its input image and caption."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(clip.frames[None, :, :1])[0]).save(folder / "input.png")
+    (folder / "caption.txt").write_text(clip.caption + "\n")
+    named = {"truth": clip.frames} | {f"{name} [{low}]": v for (name, low), v in videos.items()}
+    for name, video in named.items():
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        with VideoWriter(folder / f"{slug}.mp4", fps=fps) as w:
+            w.write(video[None])
+
+
 def heldout_clips(name: str, cfg: FidelityConfig) -> list[SyntheticClip]:
     if name == "photo":
         return [heldout_photo_clip(i, cfg.height, cfg.width, cfg.frames) for i in range(cfg.photo_clips)]
@@ -199,7 +225,7 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
 def bars(result: dict, shipped_steps: int) -> dict[str, dict]:
     """The tiny models' quality bars (issue: the bundled default must visibly work), measured."""
     get = lambda s, key: next(r for r in result["sets"][s]["rows"] if (r["row"], r["input"]) == key)
-    present = [s for s in SETS if result["sets"].get(s)]
+    present = [s for s in SETS if result["sets"].get(s, {}).get("rows")]  # --clips 0: no procedural rows
     ship = shipped_row(shipped_steps)
     checks = {}
     if "photo" in present:
@@ -237,8 +263,11 @@ def run_fidelity(cfg: FidelityConfig, progress: Progress = lambda name, done, to
         clips = heldout_clips(name, cfg)
         scores: dict[tuple[str, str], list[dict]] = {(r.name, r.input): [] for r in rows}
         for i, clip in enumerate(clips):
-            for key, video in _clip_rows(clip, comps, ablation, run, cfg, rows, s.device).items():
-                scores[key].append(summarise(video, clip.frames, starts))
+            videos = _clip_rows(clip, comps, ablation, run, cfg, rows, s.device)
+            for key, video in videos.items():
+                scores[key].append(score(video, clip.frames, starts))
+            if cfg.save_videos and i == 0 and name == SETS[0]:
+                save_videos(Path(cfg.save_videos), clip, videos, run.video.fps)
             progress(f"{name} clips", i + 1, len(clips))
         sets[name] = {"motions": [c.caption for c in clips], "rows": _table(rows, scores) if clips else []}
     result = {"config": dataclasses.asdict(cfg), "run": run.to_dict(), "segment_starts": starts, "sets": sets,
@@ -257,11 +286,12 @@ def to_markdown(result: dict) -> str:
             continue
         lines += [f"**{name}** ({len(part['motions'])} clips: {', '.join(part['motions'])})", "",
                   "| row | low-res input | PSNR | gain | worst gain | SSIM | PSNR last third | frame-0 PSNR | seam | "
-                  "temporal RMSE | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "temporal RMSE | detail kept | flicker | note |", "|---" * 13 + "|"]
         for r in part["rows"]:
             lines.append(f"| {r['row']} | {r['input']} | {r['psnr']:.2f} | {r['gain']:+.2f} | {r['gain_min']:+.2f} | "
                          f"{r['ssim']:.4f} | {r['psnr_last_third']:.2f} | {r['psnr_first_frame']:.1f} | "
-                         f"{r['seam']:.3f} | {r['temporal_rmse']:.2f} | {r['note']} |")
+                         f"{r['seam']:.3f} | {r['temporal_rmse']:.2f} | {r['detail_retention']:.3f} | "
+                         f"{r['flicker']:.2f} | {r['note']} |")
         lines.append("")
     d = result["stage1_direction"]
     lines += [f"Stage I direction accuracy on {d['clips']} held-out pan clips: {d['stage1']:.0%} "

@@ -155,8 +155,9 @@ def _eval_parser(sub) -> None:
     e.add_argument("videos", nargs="+", metavar="VIDEO", help="videos to measure (mp4/mov/webm)")
     e.add_argument("--image", required=True, help="the input image the videos were made from")
     e.add_argument("--truth", help="ground-truth video of the same size and length (adds PSNR/SSIM/seam score)")
-    e.add_argument("--prompt", default="", help="the prompt; a named camera motion (pans left, zooms in, rotates "
-                   "clockwise) is checked against the measured one")
+    e.add_argument("--prompt", default="", help="the prompt (default: each video's own, from the JSON `generate` "
+                   "wrote beside it); a named camera motion (pans left, zooms in, rotates clockwise) is checked "
+                   "against the measured one")
     e.add_argument("--segment-frames", type=int, metavar="K", help="frames per Stage II segment (default: from the "
                    "video's sidecar JSON, else 12 = CSG's M=3 blocks of 4)")
     e.add_argument("--low-res", default="4", help="the low-res clip Stage II started from: a factor per side "
@@ -235,6 +236,8 @@ def _bench_parsers(sub) -> None:
     f.add_argument("--steps", default="1,2", help="Stage II step counts to compare, comma-separated (default 1,2)")
     f.add_argument("--ablation-model", default=None, help="Stage II trained without stage-transition conditions, "
                    "e.g. outputs/tiny/stage2-no-transition/final from recipes/tiny/train.sh (default: row left out)")
+    f.add_argument("--save-videos", metavar="DIR", help="also write the first photo clip's rows as mp4 into DIR, "
+                   "with its truth, input image and caption (for `swifti2v eval`)")
     f.add_argument("--out", default="outputs/bench/fidelity", help="writes OUT.json and OUT.md")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -317,7 +320,8 @@ def _run_bench(args: argparse.Namespace, progress) -> int:
         raise UserError("--clips, --photo-clips and --direction-clips must be >= 0, with at least one clip")
     cfg = FidelityConfig(preset=args.preset, clips=args.clips, photo_clips=args.photo_clips,
                          direction_clips=args.direction_clips, height=args.height, width=args.width,
-                         frames=args.frames, steps=steps, ablation_model=args.ablation_model)
+                         frames=args.frames, steps=steps, ablation_model=args.ablation_model,
+                         save_videos=args.save_videos)
     result = run_fidelity(cfg, progress)
     out = _write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({result['seconds']}s)")

@@ -107,10 +107,11 @@ def build_lpips(weights: Path):
 
 
 def build_dists(weights: Path):
-    from torchmetrics.image.dists import DeepImageStructureAndTextureSimilarity
+    # The network itself: torchmetrics' DISTS metric class rebuilds it (and reloads VGG16) on every update.
+    from torchmetrics.functional.image.dists import DISTSNetwork
 
     with hub_dir(weights):
-        return DeepImageStructureAndTextureSimilarity()
+        return DISTSNetwork().eval()
 
 
 def build_dino(weights: Path):

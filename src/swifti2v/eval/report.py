@@ -7,7 +7,7 @@ the segment period), temporal behaviour (flicker, flow-warping error, dynamic de
 whether it is the one the prompt names), with --truth PSNR/SSIM per frame and the seam score, and learned
 metrics from local weights. Writes REPORT.json (the contract below), REPORT.md and REPORT.png.
 
-REPORT.json: {"videos": [{"path", "frames", "height", "width", "fps", "segment_starts", "camera_motion",
+REPORT.json: {"videos": [{"path", "frames", "height", "width", "fps", "segment_starts", "prompt", "camera_motion",
 "flags", "metrics": {...}, "per_frame": {...}}, ...], "skipped": [...], "settings": {...}}. Metrics absent
 from a video's `metrics` were not measured (never null-filled).
 """
@@ -81,17 +81,30 @@ def low_res_factor(low_res: str, height: int, width: int) -> float:
     return factor
 
 
-def segment_starts(path: Path, frames: int, segment_frames: int | None) -> list[int]:
-    """First frame of every segment after the first: from --segment-frames, else the sidecar's CSG plan
-    (OUT.json beside a `generate` output), else DEFAULT_SEGMENT_FRAMES."""
+def sidecar(path: Path) -> dict:
+    """The settings `generate` wrote beside a video (OUT.json), or {} for any other video."""
+    try:
+        info = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def segment_starts(info: dict, frames: int, segment_frames: int | None) -> list[int]:
+    """First frame of every segment after the first: from --segment-frames, else the sidecar's CSG plan,
+    else DEFAULT_SEGMENT_FRAMES."""
     if segment_frames is None:
-        sidecar = path.with_suffix(".json")
         try:
-            plan = json.loads(sidecar.read_text())["plan"]["segments"]
-            return [BLOCK_FRAMES * (s["blocks"][0] - 1) + 1 for s in plan[1:]]
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return [BLOCK_FRAMES * (s["blocks"][0] - 1) + 1 for s in info["plan"]["segments"][1:]]
+        except (KeyError, TypeError, IndexError):
             segment_frames = DEFAULT_SEGMENT_FRAMES
     return list(range(1 + segment_frames, frames, segment_frames))
+
+
+def prompt_of(info: dict, prompt: str) -> str:
+    """--prompt, else the prompt the sidecar records (so videos of different prompts compare in one run)."""
+    recorded = info.get("inputs", {}).get("prompt") if isinstance(info.get("inputs"), dict) else None
+    return prompt or (recorded if isinstance(recorded, str) else "")
 
 
 def _mean(x: Tensor) -> float:
@@ -208,8 +221,9 @@ def evaluate_video(path: Path, cfg: EvalConfig, image, truth: Tensor | None, net
     video, fps = load_frames(path, "VIDEO")
     _, n, h, w = video.shape
     reference = to_tensor(fit(image, h, w))[0]  # the input image as `generate` fits it
-    starts = segment_starts(path, n, cfg.segment_frames)
-    metrics, per_frame, word = classical(video, reference, low_res_factor(cfg.low_res, h, w), starts, cfg.prompt)
+    info = sidecar(path)
+    starts, prompt = segment_starts(info, n, cfg.segment_frames), prompt_of(info, cfg.prompt)
+    metrics, per_frame, word = classical(video, reference, low_res_factor(cfg.low_res, h, w), starts, prompt)
     if truth is not None:
         more, curves = against_truth(video, truth, starts)
         metrics, per_frame = metrics | more, per_frame | curves
@@ -217,7 +231,7 @@ def evaluate_video(path: Path, cfg: EvalConfig, image, truth: Tensor | None, net
     metrics, per_frame = metrics | more, per_frame | curves
     period = (starts[1] - starts[0]) if len(starts) > 1 else None
     return {"path": str(path), "frames": n, "height": h, "width": w, "fps": fps, "segment_starts": starts,
-            "camera_motion": word, "flags": flags(metrics, period),
+            "prompt": prompt, "camera_motion": word, "flags": flags(metrics, period),
             "metrics": {k: _finite(v) for k, v in metrics.items()},
             "per_frame": {k: [_finite(x) for x in v] for k, v in per_frame.items()}}
 
@@ -309,16 +323,18 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.1 * len(panels)), sharex=True, squeeze=False)
     for ax, (key, title) in zip(axes[:, 0], panels, strict=True):
         for v in videos:
-            if key in v["per_frame"]:
-                y = [float("nan") if x is None else x for x in v["per_frame"][key]]
+            if key in v["per_frame"]:  # an exact match with the truth (PSNR at its cap) would flatten the rest
+                y = [float("nan") if x is None or (key == "psnr" and x >= m.PSNR_CAP) else x
+                     for x in v["per_frame"][key]]
                 ax.plot(range(len(y)), y, label=Path(v["path"]).name, lw=1.2)
         for start in videos[0]["segment_starts"]:
             ax.axvline(start - 0.5, color="grey", ls="--", lw=0.7)
         ax.set_ylabel(title, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="best")
     axes[-1, 0].set_xlabel("frame (dashed: segment starts)")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 * ((len(labels) + 2) // 3), 1, 1))
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
