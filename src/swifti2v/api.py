@@ -42,7 +42,8 @@ class SwiftI2V:
     def from_preset(cls, name: str = "tiny", device: str = "auto", memory_mode: str = "auto",
                     **overrides) -> SwiftI2V:
         """Load preset `name` (see `swifti2v presets`) with settings by their CLI names, e.g. frames=81,
-        stage2="path/to/checkpoint", lora="none", dtype="bf16", attention="flash"."""
+        stage2="path/to/checkpoint", lora="none", dtype="bf16", attention="flash". `lora`: one --lora value or a
+        list, added after the preset's LoRAs in order (e.g. lora=["lowres.safetensors@0.8"]; "none" clears)."""
         return cls(with_overrides(get_preset(name), device=device, memory_mode=memory_mode, **overrides))
 
     def _config(self, overrides: dict) -> RunConfig:

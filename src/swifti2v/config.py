@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,14 +62,63 @@ class LatentGeometry:
         return (height // self.pixel_multiple) * (width // (self.vae_spatial * self.patch[2]))
 
 
+LORA_TARGETS: tuple[str, ...] = ("all", "high", "low")  # every expert, or one of a Wan2.2 A14B pair
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """A Stage I LoRA: a local .safetensors or 'hub_repo:file.safetensors', its strength, and the expert it goes
+    to ("high": the high-noise `transformer`, "low": the low-noise `transformer_2`, "all": every DiT)."""
+
+    path: str
+    strength: float = 1.0
+    target: str = "all"
+
+    def __str__(self) -> str:  # the --lora spelling, which parse_lora reads back
+        target = "" if self.target == "all" else f"{self.target}="
+        return f"{target}{self.path}" + ("" if self.strength == 1.0 else f"@{self.strength:g}")
+
+
+def parse_lora(text: str) -> LoraFile:
+    """'[high=|low=]PATH[@STRENGTH]' -> LoraFile. PATH may be 'hub_repo:file.safetensors'."""
+    text = text.strip()
+    target, path = "all", text
+    head, sep, rest = text.partition("=")
+    if sep and head.strip().lower() in LORA_TARGETS:
+        target, path = head.strip().lower(), rest.strip()
+    strength = 1.0
+    body, at, tail = path.rpartition("@")
+    if at and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", tail.strip()):  # else '@' is part of the path
+        strength, path = float(tail), body
+    if not path:
+        raise UserError(f"--lora {text!r} names no file; use [high=|low=]PATH[@STRENGTH], e.g. lowres.safetensors@0.8")
+    if not -10 <= strength <= 10:
+        raise UserError(f"--lora {text!r}: strength {strength:g} is outside -10..10; use e.g. @1.0")
+    return LoraFile(path, strength, target)
+
+
+def lora_list(specs, current: tuple[LoraFile, ...] = ()) -> tuple[LoraFile, ...]:
+    """LoRAs given as --lora values (str, LoraFile, or a list of them) appended to `current`, in order; the
+    word 'none' clears everything before it (the preset's too)."""
+    out = list(current)
+    for spec in [specs] if isinstance(specs, str | LoraFile) else list(specs):
+        if isinstance(spec, LoraFile):
+            out.append(spec)
+        elif str(spec).strip().lower() == "none":
+            out.clear()
+        else:
+            out.append(parse_lora(str(spec)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Stage1Config:
-    """Stage I: a large Wan I2V model makes the whole clip at 1/downscale of the target size."""
+    """Stage I: a large Wan I2V model makes the whole clip at 1/downscale of the target size, with its LoRAs
+    fused in order (the paper: a few-step LoRA and a low-res LoRA)."""
 
     model: str
     schedule: ScheduleConfig
-    lora: str | None = None
-    lora_strength: float = 1.0
+    loras: tuple[LoraFile, ...] = ()
     downscale: int = 4
     geometry: LatentGeometry = LatentGeometry(vae_spatial=8)
 

@@ -26,7 +26,7 @@ from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.memory import MemoryChoice, resolve_memory_mode
 from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
-from swifti2v.models.lora import load_lightx2v_lora
+from swifti2v.models.lora import fuse_loras
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import WanVAE, decode_tile_major, frame_windows
@@ -78,20 +78,6 @@ def setup(cfg: RunConfig) -> Setup:
     return Setup(cfg, device, resolve_dtype(cfg.dtype, device), memory)
 
 
-def resolve_lora(spec: str) -> Path:
-    """A local .safetensors path, or 'hub_repo_id:path/in/repo.safetensors'."""
-    if Path(spec).exists() or ":" not in spec:
-        return Path(spec)
-    repo, filename = spec.split(":", 1)
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo, filename))
-    except Exception as e:
-        raise UserError(f"LoRA {spec!r} could not be fetched ({type(e).__name__}); download it and pass "
-                        "--lora PATH") from None
-
-
 def load_components(s: Setup, with_stage1: bool) -> Components:
     """Load every model where the memory mode wants it, then prepare them (`prepare_components`)."""
     t0 = time.perf_counter()
@@ -103,9 +89,8 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
         stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", models_on, s.dtype),
         stage1=load_stage1(c.stage1.model, models_on, s.dtype) if with_stage1 else None,
     )
-    if with_stage1 and c.stage1.lora:
-        report = load_lightx2v_lora(comps.stage1.pipe, resolve_lora(c.stage1.lora), c.stage1.lora_strength)
-        comps.lora_summary = report.summary()
+    if with_stage1:
+        comps.lora_reports = fuse_loras(comps.stage1.pipe, c.stage1.loras)
     prepare_components(s, comps)
     comps.load_seconds, comps.memory_choice = time.perf_counter() - t0, s.memory
     return comps
@@ -292,7 +277,7 @@ def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | P
     run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
     # Stage II: detail segment by segment; finished segments are saved, decoded and written as they come.
     run.stage2_to_video(z_ref, text)
-    return run.finish(z_ref.shape, {"image": _describe(image), "prompt": prompt, "lora": c.lora_summary}, work)
+    return run.finish(z_ref.shape, {"image": _describe(image), "prompt": prompt, "loras": c.lora_reports}, work)
 
 
 def choose_frames(available: int, requested: int | None) -> int:

@@ -5,15 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from swifti2v.config import LatentGeometry, RunConfig, ScheduleConfig, Stage1Config, Stage2Config, VideoConfig
+from swifti2v.config import (
+    LatentGeometry,
+    LoraFile,
+    RunConfig,
+    ScheduleConfig,
+    Stage1Config,
+    Stage2Config,
+    VideoConfig,
+    lora_list,
+)
 from swifti2v.errors import UserError
 
 WAN21_I2V_480P = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+WAN22_I2V_A14B = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"  # a high-noise / low-noise expert pair, no CLIP
 WAN22_TI2V_5B = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
 LIGHTX2V_I2V_LORA = (
     "lightx2v/Wan2.1-I2V-14B-480P-StepDistill-CfgDistill-Lightx2v:"
     "loras/Wan21_I2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors"
 )
+# LightX2V's 4-step LoRAs for the A14B pair, one per expert (Hub repo lightx2v/Wan2.2-Distill-Loras, "1022").
+LIGHTX2V_A14B_LORAS = tuple(
+    LoraFile(f"lightx2v/Wan2.2-Distill-Loras:wan2.2_i2v_A14b_{noise}_noise_lora_rank64_lightx2v_4step_1022.safetensors",
+             target=target) for noise, target in (("high", "high"), ("low", "low")))
 BUNDLED = "bundled:"  # model sources inside the package's weights/ folder (models/tiny.py)
 # LightX2V's distilled sampler: unshifted sigmas [1, .75, .5, .25], shift 5, re-noise between steps.
 LIGHTX2V_4STEP = ScheduleConfig(steps=4, shift=5.0, sampler="renoise")
@@ -55,18 +69,27 @@ def _tiny() -> RunConfig:
 
 
 def _wan_2k_stage1() -> Stage1Config:
-    return Stage1Config(model=WAN21_I2V_480P, schedule=LIGHTX2V_4STEP, lora=LIGHTX2V_I2V_LORA, downscale=4)
+    return Stage1Config(model=WAN21_I2V_480P, schedule=LIGHTX2V_4STEP, loras=(LoraFile(LIGHTX2V_I2V_LORA),),
+                        downscale=4)
+
+
+def _refine_stage2() -> Stage2Config:
+    return Stage2Config(mode="refine", model=WAN22_TI2V_5B,
+                        schedule=ScheduleConfig(steps=8, shift=5.0, sampler="euler", start_sigma=0.6),
+                        geometry=LatentGeometry())
 
 
 def _wan_2k_refine() -> RunConfig:
-    return RunConfig(
-        preset="wan-2k-refine",
-        video=VideoConfig(height=1408, width=2560, frames=81, fps=16),
-        stage1=_wan_2k_stage1(),
-        stage2=Stage2Config(mode="refine", model=WAN22_TI2V_5B,
-                            schedule=ScheduleConfig(steps=8, shift=5.0, sampler="euler", start_sigma=0.6),
-                            geometry=LatentGeometry()),
-    )
+    return RunConfig(preset="wan-2k-refine", video=VideoConfig(height=1408, width=2560, frames=81, fps=16),
+                     stage1=_wan_2k_stage1(), stage2=_refine_stage2())
+
+
+def _wan22_2k_refine() -> RunConfig:
+    """Stage I on the Wan2.2 I2V A14B pair (the high-noise expert above its boundary sigma, 0.9 in the Hub
+    folder's model_index.json), each expert with its own LightX2V 4-step LoRA."""
+    stage1 = Stage1Config(model=WAN22_I2V_A14B, schedule=LIGHTX2V_4STEP, loras=LIGHTX2V_A14B_LORAS, downscale=4)
+    return RunConfig(preset="wan22-2k-refine", video=VideoConfig(height=1408, width=2560, frames=81, fps=16),
+                     stage1=stage1, stage2=_refine_stage2())
 
 
 def _wan_2k() -> RunConfig:
@@ -89,6 +112,8 @@ PRESETS: dict[str, tuple[str, Callable[[], RunConfig]]] = {
     "wan-2k-refine": ("Wan2.1-I2V-14B-480P + LightX2V 4-step LoRA at 640x352 -> zero-shot TI2V-5B refine at "
                       "2560x1408, 81 frames", _wan_2k_refine),
     "wan-2k": ("same Stage I -> trained concat Stage II (pass --stage2 CKPT) at 2560x1408, 81 frames", _wan_2k),
+    "wan22-2k-refine": ("Wan2.2-I2V-A14B expert pair + LightX2V's per-expert 4-step LoRAs at 640x352 -> zero-shot "
+                        "TI2V-5B refine at 2560x1408, 81 frames", _wan22_2k_refine),
 }
 DEFAULT_PRESET = "tiny"
 
@@ -100,12 +125,11 @@ def get_preset(name: str) -> RunConfig:
 
 
 # Settings a run may change, by their CLI names with underscores (the CLI, `batch` jobs, the Python API).
-OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "lora_strength", "mode", "stage2",
+OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "mode", "stage2",
              "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
              "device", "dtype", "memory_mode", "attention", "compile")
 # Those that choose or place the models: fixed once the models are loaded.
-MODEL_OVERRIDES = ("lora", "lora_strength", "mode", "stage2", "device", "dtype", "memory_mode", "attention",
-                   "compile")
+MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile")
 
 
 def _set(obj, **changes):
@@ -114,16 +138,16 @@ def _set(obj, **changes):
 
 
 def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
-    """cfg with OVERRIDES applied (None: keep the preset's). `lora="none"` turns the Stage I LoRA off."""
+    """cfg with OVERRIDES applied (None: keep the preset's). `lora`: one --lora value or a list of them, added
+    after the preset's LoRAs in order; 'none' clears those before it (`lora="none"`: no LoRA at all)."""
     unknown = sorted(set(settings) - set(OVERRIDES))
     if unknown:
         raise UserError(f"setting {unknown[0]!r} is unknown; use one of {', '.join(OVERRIDES)}")
     get = settings.get
     video = _set(cfg.video, height=get("height"), width=get("width"), frames=get("frames"), fps=get("fps"))
-    stage1 = _set(cfg.stage1, lora_strength=get("lora_strength"),
-                  schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
+    stage1 = _set(cfg.stage1, schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
     if get("lora") is not None:
-        stage1 = replace(stage1, lora=None if str(get("lora")).lower() == "none" else get("lora"))
+        stage1 = replace(stage1, loras=lora_list(get("lora"), stage1.loras))
     mode = get("mode") or ("concat" if get("stage2") else None)
     stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), segment_blocks=get("segment_blocks"),
                   neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,

@@ -91,3 +91,21 @@ def test_jobs_writing_the_same_output_are_refused_before_any_runs(tmp_path, imag
     r = _batch(jobs, tmp_path / "out")
     assert r.returncode == 2 and "lines 1 and 3 both write same.mp4" in r.stderr, r.stderr
     assert not list((tmp_path / "out").glob("*.mp4")), "nothing ran"
+
+
+def test_a_job_line_stacks_several_loras(tmp_path, image_file):
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    for name, module in (("fewstep", "self_attn.q"), ("lowres", "self_attn.k")):
+        save_file({f"diffusion_model.blocks.0.{module}.lora_down.weight": torch.randn(2, 24, generator=g),
+                   f"diffusion_model.blocks.0.{module}.lora_up.weight": torch.randn(24, 2, generator=g)},
+                  tmp_path / f"{name}.safetensors")
+    loras = [str(tmp_path / "fewstep.safetensors"), f"{tmp_path / 'lowres.safetensors'}@0.5"]
+    jobs = _jobs(tmp_path, image_file, [{"image": "a.png", "prompt": "stacked", "name": "s.mp4", "lora": loras}])
+    r = _batch(jobs, tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    info = json.loads((tmp_path / "out" / "s.json").read_text())
+    assert [(Path(x["path"]).name, x["strength"]) for x in info["inputs"]["loras"]] == [
+        ("fewstep.safetensors", 1.0), ("lowres.safetensors", 0.5)]

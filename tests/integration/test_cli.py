@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from conftest import run_process
 from swifti2v.media import VideoWriter, probe_video
@@ -82,14 +83,23 @@ def test_presets_and_help():
         (["--prompt", "x" * 600], "over the encoder's 512"),
         (["--preset", "wan-2k"], "--stage2"),
         (["--stage2", "no/such/ckpt"], "not found"),
+        (["--lora", "{zero}"], "zero.safetensors matched no weight of the Stage I model"),
+        (["--lora", "high={zero}@0.5"], "has one DiT; drop 'high='"),
+        (["--lora", "no/such/lora.safetensors"], "not found"),
+        (["--lora-strength", "0.5"], "--lora PATH@0.5"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(image_file, tmp_path, args, fragment):
+    from safetensors.torch import save_file
+
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
+    zero = tmp_path / "zero.safetensors"  # a LoRA for a deeper model: none of its blocks exist here
+    save_file({"diffusion_model.blocks.77.self_attn.q.lora_down.weight": torch.zeros(2, 8),
+               "diffusion_model.blocks.77.self_attn.q.lora_up.weight": torch.zeros(8, 2)}, zero)
     base = {"--image": str(image_file), "--prompt": "x", "--out": str(tmp_path / "o.mp4")}
     for k, v in zip(args[::2], args[1::2], strict=True):
-        base[k] = v.replace("{bad}", str(bad))
+        base[k] = v.replace("{bad}", str(bad)).replace("{zero}", str(zero))
     r = swifti2v("generate", *[x for kv in base.items() for x in kv], "-q")
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()

@@ -23,7 +23,7 @@ def test_debug_scale_runs_every_mode_and_end_to_end_on_cpu():
 
 def test_full_size_models_are_the_wan_architectures():
     cfg = _run_config(GpuBenchConfig(), "fast")
-    assert (cfg.video.height, cfg.video.width, cfg.video.frames) == (1408, 2560, 81) and cfg.stage1.lora is None
+    assert (cfg.video.height, cfg.video.width, cfg.video.frames) == (1408, 2560, 81) and cfg.stage1.loras == ()
     comps = full_size_components(cfg, torch.device("meta"), torch.bfloat16)
     assert specs.param_count(comps.stage1.transformer) == pytest.approx(16.39e9, rel=1e-3)
     assert comps.stage2.transformer.config.in_channels == 96 and comps.stage2.concat

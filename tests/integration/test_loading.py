@@ -12,7 +12,7 @@ from swifti2v.errors import UserError
 from swifti2v.media import fit, load_image, probe_video
 from swifti2v.models import debug
 from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
-from swifti2v.presets import get_preset
+from swifti2v.presets import get_preset, with_overrides
 from swifti2v.stage1 import generate_motion
 
 CPU = torch.device("cpu")
@@ -109,23 +109,29 @@ def test_concat_checkpoint_errors(tmp_path):
         load_stage2("debug-random", str(tmp_path / "base"), True, CPU, torch.float32)
 
 
-def test_generate_with_a_stage1_lora_reports_it(image_file, tmp_path):
+def test_generate_with_stacked_stage1_loras_reports_each(image_file, tmp_path):
     from safetensors.torch import save_file
 
     dim = 24  # tiny Stage I DiT: 2 heads x 12
     g = torch.Generator().manual_seed(0)
-    lora = {
+    fewstep = {
         "diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.randn(2, dim, generator=g),
         "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.randn(dim, 2, generator=g),
         "diffusion_model.blocks.1.diff_m": torch.randn(1, 6, dim, generator=g),
     }
-    save_file(lora, tmp_path / "fewstep.safetensors")
+    save_file(fewstep, tmp_path / "fewstep.safetensors")
+    save_file({"transformer.blocks.1.attn1.to_v.lora_A.weight": torch.randn(2, dim, generator=g),
+               "transformer.blocks.1.attn1.to_v.lora_B.weight": torch.randn(dim, 2, generator=g)},
+              tmp_path / "lowres.safetensors")
     cfg = get_preset("debug-random")
-    cfg = replace(cfg, video=replace(cfg.video, frames=9),
-                  stage1=replace(cfg.stage1, lora=str(tmp_path / "fewstep.safetensors")))
+    cfg = with_overrides(replace(cfg, video=replace(cfg.video, frames=9)),
+                         lora=[str(tmp_path / "fewstep.safetensors"), f"{tmp_path / 'lowres.safetensors'}@0.5"])
     info = pipeline.generate(cfg, image_file, "a red square moves up", tmp_path / "l.mp4").info
-    assert info["inputs"]["lora"].startswith("LoRA fewstep.safetensors: 1 low-rank pairs")
-    assert "1 modulation deltas" in info["inputs"]["lora"]
-    plain = pipeline.generate(replace(cfg, stage1=replace(cfg.stage1, lora=None)), image_file,
-                              "a red square moves up", tmp_path / "p.mp4").info
-    assert plain["inputs"]["lora"] is None
+    few, low = info["inputs"]["loras"]  # in order, each with its own report
+    assert few["path"].endswith("fewstep.safetensors") and few["strength"] == 1.0 and few["target"] == "all"
+    assert (few["pairs"], few["modulation_deltas"], few["unmatched"]) == (1, 1, [])
+    assert low["path"].endswith("lowres.safetensors") and low["strength"] == 0.5 and low["pairs"] == 1
+    assert [x["strength"] for x in info["config"]["stage1"]["loras"]] == [1.0, 0.5]
+    plain = pipeline.generate(with_overrides(cfg, lora="none"), image_file, "a red square moves up",
+                              tmp_path / "p.mp4").info
+    assert plain["inputs"]["loras"] == [] and not plain["config"]["stage1"]["loras"]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import free_port, run_process
 from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
-from swifti2v.models.lora import load_lightx2v_lora
+from swifti2v.models.lora import fuse_lora_file
 from swifti2v.training.config import load_train_config
 from swifti2v.training.engine import train
 from swifti2v.training.prepare import prepare_data
@@ -124,9 +124,48 @@ def test_stage1_lora_is_what_generate_lora_loads(video_folder, tmp_path):
     assert keys and all(k.startswith("transformer.") and ".lora_" in k for k in keys)
     s1 = load_stage1(DEBUG_RANDOM, torch.device("cpu"), torch.float32)
     before = s1.transformer.blocks[0].attn1.to_q.weight.clone()
-    report = load_lightx2v_lora(s1.pipe, lora_file)
+    report = fuse_lora_file(s1.pipe, lora_file)
     assert report.pairs == len(keys) // 2 and not report.unmatched
     assert not torch.equal(before, s1.transformer.blocks[0].attn1.to_q.weight)
+
+
+def test_stage1_lora_over_a_fused_base_lora_reproduces_the_trained_weights(tmp_path):
+    """The paper's low-res LoRA trained with the few-step LoRA already fused (model.base_loras): stacking the
+    same base LoRA and the exported one on a fresh Stage I gives exactly the weights training ended with."""
+    from safetensors.torch import save_file
+
+    from swifti2v.config import LoraFile
+    from swifti2v.models.lora import fuse_loras
+
+    g = torch.Generator().manual_seed(0)
+    base = tmp_path / "fewstep.safetensors"  # LightX2V format, with a modulation delta
+    save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.randn(2, 24, generator=g),
+               "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.randn(24, 2, generator=g),
+               "diffusion_model.blocks.1.diff_m": torch.randn(1, 6, 24, generator=g)}, base)
+    run = tmp_path / "lowres"
+    train(_cfg(run, "lora.rank=4", "export_dtype=fp32", "data.synthetic=4", f'model.base_loras=["{base}@0.5"]',
+               task="stage1-lora", max_steps=2))
+    ckpt = _weights(run)  # the model as training left it: fused base weights + the trained adapter
+    trained = {}
+    for key, value in ckpt.items():
+        if ".lora_" in key:
+            continue
+        name = key.replace(".base_layer.", ".")
+        if ".base_layer.weight" in key:
+            module = key.removesuffix(".base_layer.weight")
+            value = value + ckpt[f"{module}.lora_B.default.weight"] @ ckpt[f"{module}.lora_A.default.weight"]
+        trained[name] = value
+    fresh = load_stage1(DEBUG_RANDOM, torch.device("cpu"), torch.float32)
+    pristine = {k: v.clone() for k, v in fresh.transformer.state_dict().items()}
+    reports = fuse_loras(fresh.pipe, [LoraFile(str(base), 0.5),
+                                      LoraFile(str(run / "final" / "pytorch_lora_weights.safetensors"))])
+    stacked = fresh.transformer.state_dict()
+    assert set(stacked) == set(trained) and reports[1]["pairs"] > 0
+    for key, value in stacked.items():
+        torch.testing.assert_close(value, trained[key], atol=1e-5, rtol=1e-5, msg=key)
+    assert not torch.equal(pristine["blocks.1.scale_shift_table"], trained["blocks.1.scale_shift_table"])
+    info = json.loads((run / "final" / "swifti2v.json").read_text())
+    assert info["training"]["model"]["base_loras"] == [f"{base}@0.5"]  # the export says what it sits on
 
 
 def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache):

@@ -64,3 +64,40 @@ def test_predicted_peaks_grow_from_low_to_fast():
 
     peaks = {mode: p["peak"] for mode, p in predicted_peaks(get_preset("debug-random")).items()}
     assert peaks["low"] <= peaks["balanced"] <= peaks["fast"]
+
+
+def test_lora_specs_parse_and_stack_after_the_presets():
+    from swifti2v.config import LoraFile, lora_list, parse_lora
+    from swifti2v.presets import LIGHTX2V_A14B_LORAS, get_preset, with_overrides
+
+    assert parse_lora("lowres.safetensors") == LoraFile("lowres.safetensors")
+    assert parse_lora(" HIGH = repo/x:file.safetensors@0.75") == LoraFile("repo/x:file.safetensors", 0.75, "high")
+    assert parse_lora("low=a@b.safetensors") == LoraFile("a@b.safetensors", 1.0, "low")  # '@' inside the path
+    assert parse_lora("x.safetensors@-0.5").strength == -0.5
+    for spec in ("high=a.safetensors@0.5", "x.safetensors", "low=h:f.safetensors@2"):
+        assert parse_lora(str(parse_lora(spec))) == parse_lora(spec)  # the sidecar's spelling reads back
+    for bad, words in (("@0.5", "names no file"), ("x.safetensors@99", "outside -10..10")):
+        with pytest.raises(UserError, match=words):
+            parse_lora(bad)
+    wan = get_preset("wan-2k")
+    assert len(wan.stage1.loras) == 1 and "lightx2v" in wan.stage1.loras[0].path
+    paper = with_overrides(wan, lora="lowres.safetensors@0.8")  # few-step (preset) + low-res, in that order
+    assert paper.stage1.loras == (wan.stage1.loras[0], LoraFile("lowres.safetensors", 0.8))
+    assert with_overrides(wan, lora=["none", "a.safetensors"]).stage1.loras == (LoraFile("a.safetensors"),)
+    assert with_overrides(wan, lora="none").stage1.loras == ()
+    assert lora_list(["a.safetensors", "none"]) == ()
+    a14b = get_preset("wan22-2k-refine").stage1
+    assert a14b.model == "Wan-AI/Wan2.2-I2V-A14B-Diffusers" and a14b.loras == LIGHTX2V_A14B_LORAS
+    assert [(x.target, "high_noise" in x.path) for x in a14b.loras] == [("high", True), ("low", False)]
+
+
+def test_the_resume_fingerprint_covers_the_lora_list():
+    """A work directory left by a run with other LoRAs (paths, order, strengths, targets) is not resumed."""
+    from swifti2v.presets import get_preset, with_overrides
+    from swifti2v.workdir import fingerprint
+
+    cfg = get_preset("wan22-2k-refine")
+    variants = [None, "a.safetensors", "a.safetensors@0.5", "high=a.safetensors@0.5",
+                ["a.safetensors", "b.safetensors"], ["b.safetensors", "a.safetensors"], "none"]
+    prints = {fingerprint(cfg if v is None else with_overrides(cfg, lora=v), {}) for v in variants}
+    assert len(prints) == len(variants)

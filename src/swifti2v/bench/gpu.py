@@ -103,7 +103,7 @@ def debug_components(cfg: RunConfig, device: torch.device, dtype: torch.dtype) -
 
 def _run_config(c: GpuBenchConfig, mode: str) -> RunConfig:
     base = get_preset("wan-2k" if c.scale == "full" else "debug-random")
-    stage1 = replace(base.stage1, lora=None)  # random weights: no LoRA to merge
+    stage1 = replace(base.stage1, loras=())  # random weights: no LoRA to merge
     return replace(base, stage1=stage1, memory_mode=mode, device=c.device, compile=c.compile)
 
 

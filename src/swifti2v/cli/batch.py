@@ -112,6 +112,8 @@ def _job_args(base: argparse.Namespace, job: Job, jobs_dir: Path) -> argparse.Na
         if key not in known or key in ("jobs", "out_dir", "retries", "command"):
             raise UserError(f"job option {key!r} is unknown; use generate's options with underscores, e.g. "
                             "frames, seed, preset, height, width, segment_blocks")
+        if key == "lora" and isinstance(value, list):  # several LoRAs: a tuple keys the loaded models
+            value = tuple(map(str, value))
         setattr(args, key, value)
     image = Path(job.spec["image"])
     args.image = str(image if image.is_absolute() else jobs_dir / image)

@@ -95,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     _video_options(g, "frame count, 4k+1 (default: preset's, 81 for the Wan presets)")
     g1 = g.add_argument_group("Stage I")
     g1.add_argument("--stage1-steps", type=int, help="Stage I steps (default 4, LightX2V few-step)")
-    g1.add_argument("--lora", help="Stage I LoRA: a .safetensors file or 'hub_repo:file.safetensors' "
-                    "('none' to disable)")
-    g1.add_argument("--lora-strength", type=float, help="Stage I LoRA scale (default 1.0)")
+    g1.add_argument("--lora", action="append", metavar="[high=|low=]PATH[@STRENGTH]",
+                    help="add a Stage I LoRA, fused after the preset's (repeatable, applied in order): a .safetensors "
+                    "file or 'hub_repo:file.safetensors', @STRENGTH to scale it (default 1), high= / low= for one "
+                    "expert of a Wan2.2 A14B pair (default: every expert); 'none' drops the LoRAs before it, the "
+                    "preset's included. The paper's Stage I: the preset's few-step LoRA + --lora lowres.safetensors")
+    g1.add_argument("--lora-strength", type=float, help=argparse.SUPPRESS)  # replaced by PATH@STRENGTH
     _run_options(g)
 
     r = sub.add_parser("refine", help="Stage II alone: your low-res video + the high-res image -> video",
@@ -420,6 +423,8 @@ def _run_training(args: argparse.Namespace, progress) -> int:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The preset with the command line's overrides applied."""
+    if getattr(args, "lora_strength", None) is not None:
+        raise UserError(f"--lora-strength is gone: give each LoRA its strength, --lora PATH@{args.lora_strength:g}")
     cfg = with_overrides(get_preset(args.preset), **{name: getattr(args, name, None) for name in OVERRIDES})
     if args.command in ("generate", "refine", "batch"):
         check_weights(cfg)

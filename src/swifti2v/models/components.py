@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -79,7 +79,7 @@ class Components:
     text: TextEncoder
     stage2: Stage2Components
     stage1: Stage1Components | None = None
-    lora_summary: str | None = None  # what a Stage I LoRA matched, for the sidecar
+    lora_reports: list[dict] = field(default_factory=list)  # what each Stage I LoRA matched, for the sidecar
     load_seconds: float = 0.0  # how long loading and preparing took (once, however many runs use them)
     memory_choice: object | None = None  # how `--memory-mode auto` chose their placement (memory.MemoryChoice)
 

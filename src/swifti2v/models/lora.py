@@ -1,5 +1,7 @@
 """Stage I LoRAs on diffusers' Wan DiT: LightX2V format (original Wan key names, `diffusion_model.`
-prefix) and diffusers format (`transformer.` prefix, what `swifti2v train stage1-lora` writes).
+prefix) and diffusers format (`transformer.` prefix, what `swifti2v train stage1-lora` writes). Several are
+fused in order (the paper's few-step + low-res LoRAs), each into every expert of a Wan2.2 A14B pair or into
+the one it targets (LightX2V publishes its A14B few-step LoRAs as a high-noise / low-noise pair).
 
 diffusers' `load_lora_weights` converts and loads the low-rank pairs and the bias deltas (`diff_b`),
 but drops, with at most an info log, the per-block modulation deltas (`diff_m`, added here to
@@ -10,8 +12,10 @@ into the weights, and return a report of what matched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
+from swifti2v.config import LoraFile
 from swifti2v.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -53,19 +58,34 @@ PAIR_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lor
 
 @dataclass
 class LoraReport:
+    """What one LoRA file matched, over the experts it went to (the log line and the sidecar entry)."""
+
     path: str
+    target: str = "all"
+    strength: float = 1.0
+    experts: list[str] = field(default_factory=list)  # "transformer" (high-noise / only), "transformer_2" (low)
     pairs: int = 0  # low-rank pairs loaded and fused by diffusers
     bias_deltas: int = 0  # diff_b fused by diffusers
     modulation_deltas: int = 0  # diff_m added to scale_shift_table here
     direct_deltas: int = 0  # .diff / norm / unpaired diff_b deltas added here
     unmatched: list[str] = field(default_factory=list)
 
+    @property
+    def matched(self) -> int:
+        return self.pairs + self.bias_deltas + self.modulation_deltas + self.direct_deltas
+
     def summary(self) -> str:
-        text = (f"LoRA {Path(self.path).name}: {self.pairs} low-rank pairs, {self.bias_deltas} bias deltas, "
+        text = (f"LoRA {Path(self.path).name} (target {self.target}: {', '.join(self.experts)}; strength "
+                f"{self.strength:g}): {self.pairs} low-rank pairs, {self.bias_deltas} bias deltas, "
                 f"{self.modulation_deltas} modulation deltas, {self.direct_deltas} direct deltas")
         if self.unmatched:
             text += f"; {len(self.unmatched)} unmatched keys (first: {self.unmatched[0]})"
         return text
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["unmatched"], d["unmatched_count"] = self.unmatched[:20], len(self.unmatched)
+        return d
 
 
 def diffusers_param_name(original: str) -> str | None:
@@ -125,8 +145,8 @@ def _apply_direct(transformer: WanTransformer3DModel, direct: dict[str, torch.Te
             report.direct_deltas += 1
 
 
-def load_lightx2v_lora(pipe: WanImageToVideoPipeline, path: str | Path, strength: float = 1.0) -> LoraReport:
-    """Fuse a LoRA file (LightX2V or diffusers format) into `pipe.transformer` at `strength`; report matches."""
+def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A LoRA file (LightX2V or diffusers format) -> (keys for diffusers' converter, keys applied directly)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -138,18 +158,40 @@ def load_lightx2v_lora(pipe: WanImageToVideoPipeline, path: str | Path, strength
         sd = load_file(str(path))
     except Exception as e:  # a truncated or foreign file
         raise UserError(f"LoRA {path} could not be read ({e}); re-download it") from None
-    if all(k.startswith(PREFIX) for k in sd):  # LightX2V / original Wan names
+    if sd and all(k.startswith(PREFIX) for k in sd):  # LightX2V / original Wan names
         for_diffusers, direct = split_state_dict({k[len(PREFIX):]: v for k, v in sd.items()})
-        for_diffusers = {PREFIX + k: v for k, v in for_diffusers.items()}
-    elif all(k.startswith(DIFFUSERS_PREFIX) for k in sd):  # diffusers format (e.g. `swifti2v train stage1-lora`)
-        for_diffusers, direct = sd, {}
-    else:
-        raise UserError(f"LoRA {path} is neither LightX2V/original Wan format (keys starting {PREFIX!r}) nor "
-                        f"diffusers format (keys starting {DIFFUSERS_PREFIX!r})")
-    report = LoraReport(str(path))
-    transformer = pipe.transformer
+        return {PREFIX + k: v for k, v in for_diffusers.items()}, direct
+    if sd and all(k.startswith(DIFFUSERS_PREFIX) for k in sd):  # diffusers format (`swifti2v train stage1-lora`)
+        return sd, {}
+    raise UserError(f"LoRA {path} is neither LightX2V/original Wan format (keys starting {PREFIX!r}) nor "
+                    f"diffusers format (keys starting {DIFFUSERS_PREFIX!r})")
+
+
+EXPERTS = {"high": "transformer", "low": "transformer_2"}
+
+
+def lora_experts(pipe: WanImageToVideoPipeline, target: str, name: str) -> list[str]:
+    """The pipeline components a LoRA goes to: "all" = every DiT; "high"/"low" = one expert of a pair."""
+    pair = getattr(pipe, "transformer_2", None) is not None
+    if target == "all":
+        return ["transformer", "transformer_2"] if pair else ["transformer"]
+    if target not in EXPERTS:
+        raise UserError(f"LoRA {name}: target {target!r} is unknown; use high=, low= or none (every expert)")
+    if not pair:
+        raise UserError(f"LoRA {name} targets the {target}-noise expert ('{target}='), but this Stage I model has one "
+                        f"DiT; drop '{target}=' (or use a Wan2.2 A14B pair)")
+    return [EXPERTS[target]]
+
+
+def _fuse_into(pipe: WanImageToVideoPipeline, component: str, for_diffusers: dict, direct: dict, strength: float,
+               report: LoraReport) -> None:
+    transformer = getattr(pipe, component)
     if for_diffusers:
-        converted = pipe.lora_state_dict(for_diffusers)
+        try:
+            converted = pipe.lora_state_dict(dict(for_diffusers))
+        except (KeyError, ValueError, IndexError, RuntimeError) as e:  # diffusers' converter on a foreign layout
+            raise UserError(f"LoRA {report.path} has a key layout diffusers cannot convert ({type(e).__name__}: "
+                            f"{str(e)[:120]})") from None
         modules = dict(transformer.named_modules())
         for key in converted:
             module = key.removeprefix("transformer.").split(".lora_")[0]
@@ -160,12 +202,56 @@ def load_lightx2v_lora(pipe: WanImageToVideoPipeline, path: str | Path, strength
             elif key.endswith("lora_B.bias"):
                 report.bias_deltas += 1
         converted = {k: v for k, v in converted.items() if k not in report.unmatched}
-        # low_cpu_mem_usage=False: bias-only entries crash the meta-device path.
-        pipe.load_lora_weights(converted, adapter_name="swifti2v_lora", low_cpu_mem_usage=False)
-        pipe.fuse_lora(components=["transformer"], lora_scale=strength)
-        pipe.unload_lora_weights()
+        if converted:
+            try:  # low_cpu_mem_usage=False: bias-only entries crash the meta-device path.
+                pipe.load_lora_weights(converted, adapter_name=f"swifti2v_{component}", low_cpu_mem_usage=False,
+                                       load_into_transformer_2=component == "transformer_2")
+            except (RuntimeError, ValueError) as e:  # shapes of another model size
+                pipe.unload_lora_weights()
+                first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
+                raise UserError(f"LoRA {report.path} does not fit this Stage I model ({first[:160]}); is it made "
+                                "for another model size?") from None
+            pipe.fuse_lora(components=[component], lora_scale=strength)
+            pipe.unload_lora_weights()
     _apply_direct(transformer, direct, strength, report)
+
+
+def fuse_lora_file(pipe: WanImageToVideoPipeline, path: str | Path, strength: float = 1.0, target: str = "all",
+                   name: str | None = None) -> LoraReport:
+    """Fuse one LoRA file into the experts `target` names, at `strength`; report what matched. A file that
+    matches no weight is a user error (it was made for another model). `name`: how the user spelled it."""
+    name = name or str(path)
+    experts = lora_experts(pipe, target, name)
+    for_diffusers, direct = read_lora(path)
+    report = LoraReport(str(path), target, strength, experts)
+    for component in experts:
+        _fuse_into(pipe, component, for_diffusers, direct, strength, report)
+    report.unmatched = list(dict.fromkeys(report.unmatched))  # the same key missed in both experts: once
+    if report.matched == 0:
+        raise UserError(f"LoRA {name} matched no weight of the Stage I model ({len(report.unmatched)} keys, e.g. "
+                        f"{report.unmatched[0] if report.unmatched else 'none'}); is it made for this model?")
     log.info(report.summary())
     if report.unmatched:
-        log.warning("LoRA keys with no matching weight: %s", ", ".join(report.unmatched[:20]))
+        log.warning("LoRA %s: keys with no matching weight: %s", name, ", ".join(report.unmatched[:20]))
     return report
+
+
+def resolve_lora(spec: str) -> Path:
+    """A local .safetensors path, or 'hub_repo_id:path/in/repo.safetensors' (downloaded to the Hub cache)."""
+    if Path(spec).exists() or ":" not in spec:
+        return Path(spec)
+    repo, filename = spec.split(":", 1)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as e:
+        raise UserError(f"LoRA {spec!r} could not be fetched ({type(e).__name__}); download it and pass "
+                        "--lora PATH") from None
+
+
+def fuse_loras(pipe: WanImageToVideoPipeline, loras: Sequence[LoraFile]) -> list[dict]:
+    """Every Stage I LoRA fused in order into the experts it targets -> one match report per LoRA. The fused
+    weights are the sum of every LoRA's scaled delta (fusing adds; the order only matters for rounding)."""
+    return [fuse_lora_file(pipe, resolve_lora(lora.path), lora.strength, lora.target, str(lora)).to_dict()
+            for lora in loras]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from swifti2v.config import lora_list
 from swifti2v.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -71,6 +72,10 @@ class ModelConfig:
     stage2: str = "debug-random"  # Stage II base (TI2V-5B-style folder or Hub id): widened for concat
     init: str = ""  # optional concat checkpoint to start Stage II from instead of the widened base
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # frozen models (VAE, text, Stage I for conditions)
+    # LoRAs fused into the Stage I model before anything uses it, as --lora values ("[high=|low=]PATH[@S]"):
+    # stage1-lora then learns on top of them (the low-res LoRA over the few-step one, as it will run), and
+    # the stage-transition conditions come from Stage I as it runs.
+    base_loras: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,7 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
         raise UserError("segment_blocks must be >= 1 and neighbor_blocks >= 0")
     if cfg.task == "stage1-lora" and cfg.lora.rank < 1:
         raise UserError("stage1-lora needs lora.rank >= 1, e.g. --set lora.rank=32")
+    lora_list(cfg.model.base_loras)  # each spelled as --lora takes it
     for name, x in (("max_steps", cfg.max_steps), ("batch_size", cfg.batch_size), ("grad_accum", cfg.grad_accum),
                     ("save_every", cfg.save_every), ("keep_checkpoints", cfg.keep_checkpoints),
                     ("log_every", cfg.log_every)):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from swifti2v.config import lora_list
 from swifti2v.data.bank import batch_pixels
 from swifti2v.data.cache import CachedLatents, collate
 from swifti2v.data.synthetic import SyntheticClips
@@ -31,6 +32,7 @@ from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.models.adapter import PREDICTION_FILE, WanVelocity
 from swifti2v.models.components import load_stage1, load_stage2, load_text_encoder
+from swifti2v.models.lora import fuse_loras
 from swifti2v.models.text import TextEncoder
 from swifti2v.runtime import resolve_dtype
 from swifti2v.sampling.noise import derive_seed
@@ -96,8 +98,17 @@ def load_clip_encoder(cfg: TrainConfig, device: torch.device, stage2_vae=None) -
     dtype = resolve_dtype(cfg.model.dtype, device)
     if stage2_vae is None:
         stage2_vae = load_stage2(cfg.model.stage2, None, False, device, dtype).vae
-    stage1 = load_stage1(cfg.model.stage1, device, dtype) if cfg.condition.kind == "stage1" else None
+    stage1 = load_base_stage1(cfg, device, dtype) if cfg.condition.kind == "stage1" else None
     return ClipEncoder(cfg, load_text_encoder(cfg.model.stage1, device, dtype), ConditionModels(stage2_vae, stage1))
+
+
+def load_base_stage1(cfg: TrainConfig, device: torch.device, dtype: torch.dtype):
+    """The Stage I model with model.base_loras fused in order (what `generate --lora` would run)."""
+    stage1 = load_stage1(cfg.model.stage1, device, dtype)
+    reports = fuse_loras(stage1.pipe, lora_list(cfg.model.base_loras))
+    for r in reports:
+        log.info("base LoRA %s: %d pairs, %d modulation deltas fused", r["path"], r["pairs"], r["modulation_deltas"])
+    return stage1
 
 
 def add_lora(model: nn.Module, cfg: TrainConfig) -> None:
@@ -221,7 +232,7 @@ class Stage1Task:
                             "stage2")
         self.cfg, self.device = cfg, device
         dtype = resolve_dtype(cfg.model.dtype, device)
-        self.stage1 = load_stage1(cfg.model.stage1, device, dtype)
+        self.stage1 = load_base_stage1(cfg, device, dtype)
         if self.stage1.transformer_2 is not None:
             raise UserError(f"{cfg.model.stage1} is a two-expert model; stage1-lora trains single-DiT Stage I "
                             "models (Wan2.1 I2V)")
