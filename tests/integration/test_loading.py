@@ -82,6 +82,32 @@ def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_pat
     assert info["config"]["stage2"]["mode"] == "refine"
 
 
+def test_a14b_stage1_runs_with_a_lora_per_expert(folders, image_file, tmp_path):
+    """The wan22-2k-refine layout on tiny folders: a LoRA for each expert of the pair, named as the preset
+    names LightX2V's, and a third for both; the sidecar reports which expert each went to."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    for name in ("high_noise", "low_noise", "both"):
+        save_file({"diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.randn(2, 24, generator=g),
+                   "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.randn(24, 2, generator=g),
+                   "diffusion_model.blocks.1.diff_m": torch.randn(1, 6, 24, generator=g)},
+                  tmp_path / f"{name}.safetensors")
+    cfg = get_preset("debug-random")
+    cfg = replace(cfg, video=replace(cfg.video, frames=9), stage1=replace(cfg.stage1, model=str(folders / "a14b")),
+                  stage2=replace(cfg.stage2, mode="refine", model=str(folders / "ti2v"),
+                                 schedule=ScheduleConfig(steps=2, shift=3.0, start_sigma=0.6)))
+    cfg = with_overrides(cfg, lora=[f"high={tmp_path / 'high_noise.safetensors'}",
+                                    f"low={tmp_path / 'low_noise.safetensors'}@0.5",
+                                    str(tmp_path / "both.safetensors")])
+    info = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4").info
+    reports = info["inputs"]["loras"]
+    assert [(r["target"], r["experts"], r["strength"]) for r in reports] == [
+        ("high", ["transformer"], 1.0), ("low", ["transformer_2"], 0.5), ("all", ["transformer", "transformer_2"], 1.0)]
+    for r in reports:  # counted per expert a LoRA went into
+        assert r["pairs"] == r["modulation_deltas"] == len(r["experts"]) and not r["unmatched"]
+
+
 def test_missing_model_folder_is_a_user_error(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
