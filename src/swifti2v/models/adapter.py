@@ -19,6 +19,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 from torch import nn
 
 from swifti2v.models.modulation import frame_modulated_forward, install_frame_modulation
+from swifti2v.models.parallel import is_parallel
 from swifti2v.models.rope import install_positional_rope, rope_positions
 from swifti2v.sampling.csg import Window
 
@@ -88,11 +89,12 @@ class WanVelocity:
         positions = None if window is None else window.positions
         call = self.runner if self.runner is not None and model is self.transformer else model
         with rope_positions(model, positions):
-            # per-frame modulation (modulation.py); a streamed model's hooks need diffusers' own forward
-            if timestep.dim() == 2 and call is model and not streamed:
+            # per-frame modulation (modulation.py); a streamed model's hooks, and a context-parallel model's
+            # splitting of the timesteps with the tokens (parallel.py), need diffusers' own forward
+            if timestep.dim() == 2 and call is model and not streamed and not is_parallel(model):
                 out = frame_modulated_forward(model, hidden, timestep, text, image)
             else:
-                if timestep.dim() == 2:  # a wrapper (DDP/FSDP) runs the stock forward: per token
+                if timestep.dim() == 2:  # the stock forward (a wrapper, streaming, parallel): per token
                     _, p_h, p_w = model.config.patch_size
                     timestep = token_timesteps(timestep, (h // p_h) * (w // p_w))
                 out = call(hidden_states=hidden, timestep=timestep, encoder_hidden_states=text,
