@@ -16,6 +16,7 @@ SAMPLERS: tuple[str, ...] = ("euler", "renoise")
 STAGE2_MODES: tuple[str, ...] = ("concat", "refine")
 MEMORY_MODES: tuple[str, ...] = ("fast", "balanced", "low")  # models/placement.py
 ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash", "flash3", "sage", "flex")  # models/speed.py
+PARALLEL_KINDS: tuple[str, ...] = ("ulysses", "ring")  # context parallelism over processes (models/parallel.py)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class RunConfig:
     memory_mode: str = "auto"  # auto | fast | balanced | low (models/placement.py; auto: memory.py)
     attention: str = "sdpa"  # sdpa | flash | flash3 | sage | flex (models/speed.py)
     compile: bool = False  # torch.compile the DiT blocks
+    parallel: str = "none"  # none | ulysses | ring: every DiT call split over the torchrun processes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,6 +199,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
     if cfg.memory_mode not in ("auto", *MEMORY_MODES):
         raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use auto or one of {', '.join(MEMORY_MODES)}")
+    if cfg.parallel not in ("none", *PARALLEL_KINDS):
+        raise UserError(f"--parallel {cfg.parallel!r} is unknown; use one of {', '.join(PARALLEL_KINDS)}")
     if cfg.attention not in ATTENTION_BACKENDS:
         raise UserError(f"--attention {cfg.attention!r} is unknown; use one of {', '.join(ATTENTION_BACKENDS)}")
     for name, sch in (("stage1", cfg.stage1.schedule), ("stage2", s2.schedule)):

@@ -25,6 +25,7 @@ from swifti2v.config import RunConfig, check_prompt, stage1_size, validate
 from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.memory import MemoryChoice, resolve_memory_mode
+from swifti2v.models import parallel
 from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import fuse_loras
 from swifti2v.models.placement import Placer, get_placement, load_device
@@ -73,8 +74,11 @@ class Setup:
 def setup(cfg: RunConfig) -> Setup:
     cfg = validate(cfg)
     check_attention(cfg.attention)  # an uninstalled backend fails before anything loads
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device) if cfg.parallel == "none" else parallel.init_parallel(cfg.device)
     cfg, memory = resolve_memory_mode(cfg, device)
+    if cfg.parallel != "none" and cfg.memory_mode == "low":  # its block streaming hooks and the split collide
+        raise UserError("--parallel runs in --memory-mode fast or balanced (each process holds 1/K of the "
+                        "activations, so the low mode's savings are not needed); pass one of them")
     return Setup(cfg, device, resolve_dtype(cfg.dtype, device), memory)
 
 
@@ -97,10 +101,15 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
 
 
 def prepare_components(s: Setup, comps: Components) -> Components:
-    """fp8 storage and block streaming (memory mode), attention backend, torch.compile; once per load."""
+    """fp8 storage and block streaming (memory mode), attention backend, context parallelism,
+    torch.compile; once per load."""
     s.placer.prepare(comps)
     for dit in s.placer.dits(comps):
         set_attention(dit, s.cfg.attention)
+        if s.cfg.parallel != "none" and not parallel.is_parallel(dit):
+            parallel.check_parallel(s.cfg.parallel, torch.distributed.get_world_size(),
+                                    dit.config.num_attention_heads, s.cfg.attention, s.device)
+            parallel.context_parallel(dit, s.cfg.parallel, torch.distributed.get_world_size())
         if s.cfg.compile:
             compile_blocks(dit)
     return comps
@@ -158,7 +167,13 @@ class Run:
         key = fingerprint(s.cfg, inputs)
         path = work.path or (default_path(output.video) if output.video is not None
                              else Path(tempfile.gettempdir()) / f"swifti2v-{key[:16]}.work")
-        wd = WorkDir(path, key, work.restart)
+        # --parallel: rank 0 writes the outputs and the work directory; the others read it (the same
+        # resume decisions) and keep their frames in memory only
+        writer = parallel.rank() == 0
+        wd = WorkDir(path, key, work.restart, writer=writer)
+        parallel.barrier()  # a --restart has discarded the folder before anyone reads it
+        if not writer:
+            output, progress = Output(None), None
         timer = StageTimer(s.device)
         if components is None:
             with timer("load"):
@@ -246,6 +261,7 @@ class Run:
         info = sidecar(self, latent_shape, inputs)
         if self.output.video is not None:
             atomic_write_json(self.output.video.with_suffix(".json"), info)
+        parallel.barrier()  # every process has read what it needed from the work directory
         if not work.keep:
             self.work.remove()
         low = np.concatenate(self.low_frames) if self.low_frames else None
@@ -354,5 +370,6 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded
         "models_load_seconds": round(run.comps.load_seconds, 3),
         "memory": {k: round(x, 3) for k, x in memory.items()},
+        "memory_per_process": [{k: round(x, 3) for k, x in m.items()} for m in parallel.gather(memory)],
         "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
     }

@@ -127,9 +127,9 @@ def get_preset(name: str) -> RunConfig:
 # Settings a run may change, by their CLI names with underscores (the CLI, `batch` jobs, the Python API).
 OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "mode", "stage2",
              "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
-             "device", "dtype", "memory_mode", "attention", "compile")
+             "device", "dtype", "memory_mode", "attention", "compile", "parallel")
 # Those that choose or place the models: fixed once the models are loaded.
-MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile")
+MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile", "parallel")
 
 
 def _set(obj, **changes):
@@ -155,7 +155,7 @@ def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
                                 start_sigma=get("start_sigma")))
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
                 dtype=get("dtype"), memory_mode=get("memory_mode"), attention=get("attention"),
-                compile=get("compile"))
+                compile=get("compile"), parallel=get("parallel"))
 
 
 def check_weights(cfg: RunConfig) -> None:

@@ -47,7 +47,7 @@ def default_path(out: Path) -> Path:
 
 # How the work is placed and run, not what it computes: changing them on a re-run (e.g. a lighter memory mode
 # after running out of memory) resumes the work; only bitwise equality with an uninterrupted run is lost.
-PLACEMENT_FIELDS = ("memory_mode", "attention", "compile")
+PLACEMENT_FIELDS = ("memory_mode", "attention", "compile", "parallel")
 
 
 def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path | bytes]) -> str:
@@ -70,8 +70,10 @@ def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path | bytes]) -> str:
 
 
 class WorkDir:
-    def __init__(self, path: Path, key: str, restart: bool = False):
-        self.path, self.key = Path(path), key
+    """`writer=False`: a process of a --parallel run other than rank 0 reads the same folder, never writes."""
+
+    def __init__(self, path: Path, key: str, restart: bool = False, writer: bool = True):
+        self.path, self.key, self.writer = Path(path), key, writer
         manifest = self.path / MANIFEST
         if manifest.is_file():
             found = self._read_manifest(manifest)
@@ -80,13 +82,17 @@ class WorkDir:
                     raise UserError(f"work directory {self.path} belongs to a run with another config or input; "
                                     "re-run with --restart to discard it, or pass another --work-dir")
                 log.info("discarding work directory %s (--restart)", self.path)
-                shutil.rmtree(self.path)
+                self._discard()
             elif restart:
-                shutil.rmtree(self.path)
+                self._discard()
         elif self.path.exists() and any(not p.name.endswith(".partial") for p in self.path.iterdir()):
             if not restart:
                 raise UserError(f"work directory {self.path} exists but has no {MANIFEST}; remove it, pass "
                                 "--restart, or choose another --work-dir")
+            self._discard()
+
+    def _discard(self) -> None:
+        if self.writer:
             shutil.rmtree(self.path)
 
     def _ensure(self) -> None:
@@ -105,6 +111,8 @@ class WorkDir:
             return None
 
     def save(self, name: str, tensor: torch.Tensor) -> None:
+        if not self.writer:
+            return
         self._ensure()
         final = self.path / f"{name}.safetensors"
         tmp = final.with_name(f".{final.name}.partial")
@@ -136,4 +144,5 @@ class WorkDir:
         self.save(f"segment-{index:04d}", blocks)
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.path, ignore_errors=True)

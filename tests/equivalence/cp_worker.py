@@ -14,17 +14,19 @@ from swifti2v.models.parallel import context_parallel
 from swifti2v.sampling.csg import Window
 
 
-def calls():
+def calls(kind: str | None):
     """(name, velocity callable, x, sigma, window): a Stage II CSG window (anchor + neighbour at t=0, two noisy
-    blocks, RoPE at global block indices 0, 4, 5, 6, z_ref concatenated) and a Stage I whole-clip call."""
+    blocks, RoPE at global block indices 0, 4, 5, 6, z_ref concatenated) and a Stage I whole-clip call. With
+    `kind`, the DiTs are split over the processes first, as the pipeline does (before the adapter exists)."""
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    stage2 = widen_patch_embedding(debug.tiny_stage2_transformer(), debug.STAGE2_Z).eval()
+    split = (lambda dit: context_parallel(dit, kind, dist.get_world_size())) if kind else (lambda dit: dit)
+    stage2 = split(widen_patch_embedding(debug.tiny_stage2_transformer(), debug.STAGE2_Z).eval())
     text = torch.randn(1, 512, debug.TEXT_DIM, generator=g)
     x2 = torch.randn(1, debug.STAGE2_Z, 4, 8, 16, generator=g)
     window = Window(positions=(0, 4, 5, 6), reference=torch.randn(1, debug.STAGE2_Z, 4, 8, 16, generator=g))
     sigma2 = torch.tensor([0.0, 0.0, 0.7, 0.7])
-    stage1 = debug.tiny_stage1_transformer().eval()
+    stage1 = split(debug.tiny_stage1_transformer().eval())
     x1 = torch.randn(1, debug.STAGE1_Z, 4, 8, 16, generator=g)
     extra = torch.randn(1, debug.STAGE1_Z + 4, 4, 8, 16, generator=g)
     image = torch.randn(1, 257, 16, generator=g)
@@ -37,16 +39,13 @@ def main(kind: str, out: str) -> None:
     dist.init_process_group("gloo")
     diffs = {}
     with torch.no_grad():
-        for name, velocity, x, sigma, window in calls():
-            single = velocity(x, sigma, window)
+        for (name, single, x, sigma, window), (_, parallel, *_) in zip(calls(None), calls(kind), strict=True):
             seen = []
-            hook = velocity.transformer.blocks[1].register_forward_pre_hook(
+            hook = parallel.transformer.blocks[1].register_forward_pre_hook(
                 lambda module, args, seen=seen: seen.append(args[0].shape[1]))
-            total = velocity(x, sigma, window) is not None and seen.pop()  # tokens a block sees, one process
-            context_parallel(velocity.transformer, kind, dist.get_world_size())
-            split = velocity(x, sigma, window)
+            reference, split = single(x, sigma, window), parallel(x, sigma, window)
             hook.remove()
-            diffs[name] = {"max_abs_diff": float((split - single).abs().max()), "tokens": total,
+            diffs[name] = {"max_abs_diff": float((split - reference).abs().max()), "tokens": x[0, 0].numel() // 4,
                            "tokens_per_rank": seen[-1]}
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(diffs))

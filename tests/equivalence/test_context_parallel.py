@@ -34,3 +34,28 @@ def test_parallel_settings_that_cannot_run_are_user_errors(kind, degree, attenti
 
     with pytest.raises(UserError, match=words):
         check_parallel(kind, degree, heads=2, attention=attention, device=torch.device("cpu"))
+
+
+def test_generate_under_torchrun_with_ulysses_equals_one_process(image_file, tmp_path):
+    """The whole `generate` (Stage I, hybrid reference, Stage II CSG with two windows) on 2 CPU processes:
+    the frames equal one process's up to uint8 rounding; rank 0 alone writes the mp4, JSON and PNGs; the JSON
+    holds every process's peak memory."""
+    common = ["generate", "--preset", "debug-random", "--image", str(image_file), "--prompt", "a red square moves up",
+              "--frames", "17", "-q"]
+    one = run_process([sys.executable, "-m", "swifti2v", *common, "--out", str(tmp_path / "one.mp4"), "--png-dir",
+                       str(tmp_path / "one")], timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = run_process([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                       "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "swifti2v", *common,
+                       "--parallel", "ulysses", "--out", str(tmp_path / "two.mp4"), "--png-dir", str(tmp_path / "two")],
+                      timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    import numpy as np
+    from PIL import Image
+
+    frames = lambda d: np.stack([np.asarray(Image.open(p), dtype=np.int16) for p in sorted(d.glob("*.png"))])
+    a, b = frames(tmp_path / "one"), frames(tmp_path / "two")
+    assert a.shape == b.shape == (17, 128, 256, 3) and np.abs(a - b).max() <= 1
+    info = json.loads((tmp_path / "two.json").read_text())
+    assert info["config"]["parallel"] == "ulysses" and len(info["memory_per_process"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "one.json", "one.mp4", "two", "two.json", "two.mp4"]

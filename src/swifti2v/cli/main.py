@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, SAMPLERS, STAGE2_MODES, RunConfig
+from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, PARALLEL_KINDS, SAMPLERS, STAGE2_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
 from swifti2v.outputs import DEFAULT_CRF, Output, check_paths, check_report
@@ -75,6 +75,10 @@ def _run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     if batch:
         return
+    o.add_argument("--parallel", choices=PARALLEL_KINDS, help="split every DiT call of this one clip over the "
+                   "processes of `torchrun --nproc_per_node K -m swifti2v generate ...` by sequence: ulysses "
+                   "(all-to-all over attention heads; K must divide the head count) or ring (K/V passed around; "
+                   "needs --attention flash or sage). Rank 0 writes the video and JSON")
     w = p.add_argument_group("resuming")
     w.add_argument("--work-dir", metavar="DIR", help="where finished stages and segments are kept while the run goes "
                    "(default: .OUT.work beside the output); re-running the same command resumes from it")
@@ -572,11 +576,21 @@ def _run_one(args: argparse.Namespace, progress) -> int:
                                                              frames=args.frames, **outputs)
     except torch_oom() as e:
         raise UserError(oom_advice(cfg)) from e
-    if not args.quiet:
+    finally:
+        _end_process_group()
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
         secs = ", ".join(f"{k} {t:.1f}s" for k, t in {"load": result.info["models_load_seconds"],
                                                        **result.info["seconds"]}.items())
         print(f"wrote {args.out} ({result.info['config']['video']['frames']} frames); {secs}")
     return 0
+
+
+def _end_process_group() -> None:
+    """A --parallel run's process group, closed when the command ends (however it ends)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> None:

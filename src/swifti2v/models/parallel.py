@@ -26,9 +26,10 @@ import torch.distributed as dist
 from diffusers import ContextParallelConfig
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
+from swifti2v.config import PARALLEL_KINDS
 from swifti2v.errors import UserError
-
-PARALLEL_KINDS: tuple[str, ...] = ("ulysses", "ring")
+from swifti2v.models.modulation import install_frame_modulation
+from swifti2v.models.rope import install_positional_rope
 
 
 @contextlib.contextmanager
@@ -65,6 +66,10 @@ def context_parallel(dit: WanTransformer3DModel, kind: str, degree: int) -> WanT
         raise UserError("--parallel needs a process group: launch with torchrun --nproc_per_node K -m swifti2v ...")
     config = (ContextParallelConfig(ulysses_degree=degree) if kind == "ulysses"
               else ContextParallelConfig(ring_degree=degree))
+    # Our class swaps first: diffusers' hooks keep the forward they find, so a RoPE module swapped after
+    # them would run the stock table (positions 0..F-1) instead of the window's global block indices.
+    install_positional_rope(dit)
+    install_frame_modulation(dit)
     with cpu_devices():
         dit.enable_parallelism(config=config)
     return dit
@@ -72,3 +77,37 @@ def context_parallel(dit: WanTransformer3DModel, kind: str, degree: int) -> WanT
 
 def is_parallel(dit: WanTransformer3DModel) -> bool:
     return getattr(dit, "_parallel_config", None) is not None
+
+
+def init_parallel(device_name: str) -> torch.device:
+    """This process's device in a torchrun launch, the process group started (NCCL on CUDA, gloo on CPU)."""
+    import os
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise UserError("--parallel needs several processes: launch with torchrun --nproc_per_node K -m swifti2v ...")
+    cuda = device_name != "cpu" and torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    return device
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def gather(obj) -> list:
+    """Every process's `obj`, in rank order ([obj] without a process group)."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -47,6 +47,8 @@ class PositionalRotaryPosEmbed(WanRotaryPosEmbed):
 def install_positional_rope(transformer: WanTransformer3DModel) -> WanTransformer3DModel:
     """Make `transformer.rope` position-aware in place (idempotent)."""
     rope = transformer.rope
+    if not isinstance(rope, PositionalRotaryPosEmbed) and getattr(transformer, "_parallel_config", None) is not None:
+        raise RuntimeError("install_positional_rope after enable_parallelism: its hooks would keep the stock RoPE")
     if not isinstance(rope, PositionalRotaryPosEmbed):
         if type(rope) is not WanRotaryPosEmbed:
             raise TypeError(f"unexpected RoPE module {type(rope).__name__}; diffusers==0.42.1 is required")
