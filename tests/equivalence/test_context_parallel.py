@@ -59,3 +59,33 @@ def test_generate_under_torchrun_with_ulysses_equals_one_process(image_file, tmp
     info = json.loads((tmp_path / "two.json").read_text())
     assert info["config"]["parallel"] == "ulysses" and len(info["memory_per_process"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "one.json", "one.mp4", "two", "two.json", "two.mp4"]
+
+
+def test_a_parallel_run_resumes_what_a_cancelled_run_left(image_file, tmp_path):
+    """Both processes read rank 0's work directory and make the same resume decisions: a single-process run
+    cancelled after its first segment, finished by 2 processes, gives the uninterrupted frames."""
+    import numpy as np
+
+    from swifti2v import Cancelled, SwiftI2V
+    from swifti2v.presets import get_preset, with_overrides
+    from swifti2v.workdir import WorkOptions
+
+    pipe = SwiftI2V(with_overrides(get_preset("debug-random"), frames=17))
+    whole = pipe.generate(image_file, "a red square moves up").frames
+    done = []
+    with pytest.raises(Cancelled):
+        pipe.generate(image_file, "a red square moves up", work=WorkOptions(tmp_path / "work"), out=tmp_path / "a.mp4",
+                      progress=lambda name, i, n: done.append(i) if name == "stage2 segments" and i else None,
+                      cancel=lambda: bool(done))
+    assert (tmp_path / "work" / "segment-0000.safetensors").is_file()
+    r = run_process([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                     "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "swifti2v", "generate",
+                     "--preset", "debug-random", "--image", str(image_file), "--prompt", "a red square moves up",
+                     "--frames", "17", "--parallel", "ulysses", "--work-dir", str(tmp_path / "work"), "--out",
+                     str(tmp_path / "a.mp4"), "--png-dir", str(tmp_path / "png"), "-q"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from PIL import Image
+
+    resumed = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "png").glob("*.png"))])
+    assert np.abs(resumed.astype(np.int16) - whole.astype(np.int16)).max() <= 1
+    assert not (tmp_path / "work").exists()
