@@ -85,8 +85,8 @@ def _wan_2k_refine() -> RunConfig:
 
 
 def _wan22_2k_refine() -> RunConfig:
-    """Stage I on the Wan2.2 I2V A14B pair (the high-noise expert above its boundary sigma, 0.9 in the Hub
-    folder's model_index.json), each expert with its own LightX2V 4-step LoRA."""
+    """Stage I on the Wan2.2 I2V A14B pair (the high-noise expert above the boundary sigma the folder's
+    model_index.json gives, 0.900 in Wan's own i2v_A14B config), each expert with its own LightX2V 4-step LoRA."""
     stage1 = Stage1Config(model=WAN22_I2V_A14B, schedule=LIGHTX2V_4STEP, loras=LIGHTX2V_A14B_LORAS, downscale=4)
     return RunConfig(preset="wan22-2k-refine", video=VideoConfig(height=1408, width=2560, frames=81, fps=16),
                      stage1=stage1, stage2=_refine_stage2())
