@@ -30,7 +30,7 @@ from swifti2v.models.components import Components, load_stage1, load_stage2, loa
 from swifti2v.models.lora import fuse_loras
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
-from swifti2v.models.vae import WanVAE, decode_tile_major, frame_windows
+from swifti2v.models.vae import Shard, WanVAE, decode_tile_major, frame_windows
 from swifti2v.outputs import FrameSink, Output, check_paths
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
@@ -119,8 +119,9 @@ class SegmentWriter:
     """Decode finished blocks in order, one latent block at a time (streaming VAE), and hand their frames
     to the sink: decode memory is one block's, whatever the segment or clip length."""
 
-    def __init__(self, vae: WanVAE, sink: FrameSink, timer: StageTimer, tile: int | None = None, overlap: int = 4):
-        self.decoder, self.sink, self.timer = vae.decoder(tile, overlap), sink, timer
+    def __init__(self, vae: WanVAE, sink: FrameSink, timer: StageTimer, tile: int | None = None, overlap: int = 4,
+                 shard: Shard | None = None):
+        self.decoder, self.sink, self.timer = vae.decoder(tile, overlap, shard), sink, timer
         self.next_block = 0
 
     def __call__(self, segment: Segment, latents: torch.Tensor) -> None:
@@ -236,7 +237,8 @@ class Run:
         self.report("stage2 segments", 0, n)
         with FrameSink(self.output, self.cfg.video.fps, self.keep_frames) as sink, self.timer("stage2"), \
                 self.placer.stage(self.comps, "stage2"):
-            write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap)
+            shard = parallel.decode_shard() if self.cfg.parallel != "none" else None  # tiles over the processes
+            write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap, shard)
                      if p.decode_order == "segment" else None)
 
             def on_segment(seg: Segment, latents: torch.Tensor) -> None:

@@ -1,5 +1,6 @@
 """Context parallelism (Ulysses, 2 CPU processes over gloo) gives what one process gives: a Stage II CSG
-window with RoPE at global block indices and per-frame timesteps, and a Stage I whole-clip I2V call."""
+window with RoPE at global block indices and per-frame timesteps, a Stage I whole-clip I2V call, and the
+Stage II decode with its tiles spread over the processes."""
 
 import json
 import sys
@@ -21,6 +22,8 @@ def test_ulysses_over_two_processes_equals_one(tmp_path):
     r = run_process(cmd, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     diffs = json.loads(out.read_text())
+    decode = diffs.pop("tiled decode")  # the Stage II decode tiles spread over the processes
+    assert decode["tiles"] == 8 and decode["tiles_this_rank"] == 4 and decode["max_abs_diff"] < 1e-5, decode
     assert set(diffs) == {"stage2 CSG window", "stage1 whole clip"}
     for d in diffs.values():  # really split (each block sees half the tokens), and the same numbers
         assert d["tokens_per_rank"] * 2 == d["tokens"] and d["max_abs_diff"] < 1e-5, diffs

@@ -94,3 +94,39 @@ def test_bench_cost_cli_prints_json():
     assert [r["video"]["frames"] for r in results] == [9, 25]
     bad = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--frames", "80"])
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "77 or 81" in bad.stderr
+
+
+def test_context_parallel_cost_splits_compute_and_counts_the_all_to_alls():
+    """K GPUs: DiT compute / K, Ulysses sends 4 x (K-1)/K of each rank's q, k, v, o per layer (bf16) plus the
+    output gather; ring passes k, v on K-1 times; the tiled decode's tiles spread; 40 heads refuse K=16."""
+    from swifti2v.bench.cost import comm_bytes, scaling_summary
+    from swifti2v.bench.counting import DiTCall
+
+    r = run_cost(CostConfig(preset="wan-2k-refine", gpus=(1, 2, 4, 16)))
+    one, two, four, sixteen = r["parallel"]
+    assert one["seconds"] == pytest.approx(one["stage1"]["compute_s"] + one["stage2"]["compute_s"] + one["vae_s"])
+    assert one["stage2"]["comm_s"] == 0 and two["stage2"]["compute_s"] == pytest.approx(one["stage2"]["compute_s"] / 2)
+    assert one["seconds"] > two["seconds"] > four["seconds"] and not sixteen["fits"] and "40 heads" in sixteen["why"]
+    assert four["peak_gib"]["balanced"] < one["peak_gib"]["balanced"]
+    cfg = {"num_attention_heads": 24, "attention_head_dim": 128, "num_layers": 30, "patch_size": [1, 2, 2],
+           "in_channels": 96, "out_channels": 48}
+    call = DiTCall(frames=5, height=88, width=160)  # 5 x 44 x 80 = 17,600 tokens
+    local = 17_600 / 4
+    gather = 3 * local * 48 * 4 * 2  # the other 3 GPUs get this GPU's output (48 channels x 2x2 patch, bf16)
+    assert comm_bytes(cfg, call, 4, "ulysses") == pytest.approx(30 * 4 * local * 3072 * 2 * 3 / 4 + gather)
+    assert comm_bytes(cfg, call, 4, "ring") == pytest.approx(30 * 2 * local * 3072 * 2 * 3 + gather)
+    assert comm_bytes(cfg, call, 1, "ulysses") == 0
+    assert "stops paying at 4" in scaling_summary([{"gpus": 1, "fits": True, "seconds": 10.0},
+                                                    {"gpus": 2, "fits": True, "seconds": 6.0},
+                                                    {"gpus": 4, "fits": True, "seconds": 5.5}])
+    assert "| 16 | stage1: 40 heads" in to_markdown(r)
+
+
+def test_bench_cost_gpus_flag():
+    out = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
+                       "--gpus", "1,2", "--parallel", "ring", "--link-gbps", "50"])
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)[0]["parallel"]
+    assert [x["gpus"] for x in rows] == [1, 2] and rows[1]["kind"] == "ring" and rows[1]["link_gbps"] == 50
+    bad = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--gpus", "0"])
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--gpus" in bad.stderr

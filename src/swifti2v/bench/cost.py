@@ -11,6 +11,7 @@ memory per memory mode (models/placement.py). Seconds are a prediction: FLOPs / 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -40,6 +41,9 @@ class CostConfig:
     efficiency: float = 0.45  # assumed share of the peak sustained by the whole run (prediction only)
     baseline_steps: int = 50
     prompt_tokens: int = 64
+    gpus: tuple[int, ...] = ()  # context-parallel degrees to predict (empty: none)
+    parallel: str = "ulysses"
+    link_gbps: float = 450.0  # GB/s each GPU sends (NVLink 4 on H100/H200: 900 GB/s both ways)
 
 
 # ---------------------------------------------------------------- model configs of a preset
@@ -316,6 +320,8 @@ def run_cost(c: CostConfig) -> dict:
         "rows": rows, "vae": vae, "weights": w, "latents_gib": latents_gib,
         "memory_modes": mode_peaks(rows, vae, w, latents_gib),
         "totals": _totals(rows, vae, c),
+        "parallel": [parallel_row(k, models, (stage1_calls, stage2_calls), rows, vae, w, latents_gib, c)
+                     for k in c.gpus],
     }
 
 
@@ -329,6 +335,104 @@ def _totals(rows: dict, vae: dict, c: CostConfig) -> dict:
     base = rows["baseline"]["tflop"]
     return {name: {"tflop": t, "seconds": _seconds(t * 1e12, c)}
             for name, t in (("swifti2v", ours), ("swifti2v_end_to_end_stage2", e2e), ("baseline", base))}
+
+
+# ---------------------------------------------------------------- context parallel
+
+
+def comm_bytes(cfg: dict, call: DiTCall, k: int, kind: str) -> float:
+    """Bytes one GPU sends during one DiT call split over k GPUs (bf16)."""
+    if k == 1:
+        return 0.0
+    d, layers = cfg["num_attention_heads"] * cfg["attention_head_dim"], cfg["num_layers"]
+    p = cfg["patch_size"][0] * cfg["patch_size"][1] * cfg["patch_size"][2]
+    local = call.tokens(cfg) / k  # this GPU's tokens
+    # Ulysses: q, k, v to head shards and the output back, (k-1)/k of each local tensor leaves this GPU;
+    # ring: this GPU's k and v passed on k-1 times
+    per_layer = 4 * local * d * 2 * (k - 1) / k if kind == "ulysses" else 2 * local * d * 2 * (k - 1)
+    gather = (k - 1) * local * (cfg.get("out_channels") or cfg["in_channels"]) * p * 2  # output all-gather
+    return layers * per_layer + gather
+
+
+def parallel_fits(cfg: dict, k: int, kind: str) -> bool:
+    """Ulysses splits the attention heads: k must divide them (check_parallel refuses the rest)."""
+    return kind != "ulysses" or cfg["num_attention_heads"] % k == 0
+
+
+def parallel_row(k: int, models: dict, calls: tuple[list, list], rows: dict, vae: dict, w: dict,
+                 latents_gib: float, c: CostConfig) -> dict:
+    """One clip on k GPUs: per-stage compute and communication seconds, bytes per window, per-GPU peak."""
+    link = c.link_gbps * 1e9
+    out: dict = {"gpus": k, "kind": c.parallel, "link_gbps": c.link_gbps}
+    for name, stage_calls in zip(("stage1", "stage2"), calls, strict=True):
+        cfg = models[name]
+        if not parallel_fits(cfg, k, c.parallel):
+            return {**out, "fits": False, "why": f"{name}: {cfg['num_attention_heads']} heads not divisible by {k}"}
+        flops = sum(dit_flops(cfg, call)["total"] * n for call, n in stage_calls)
+        sent = sum(comm_bytes(cfg, call, k, c.parallel) * n for call, n in stage_calls)
+        largest = max((call for call, _ in stage_calls), key=lambda call: call.tokens(cfg))
+        out[name] = {"compute_s": _seconds(flops / k, c), "comm_s": sent / link,
+                     "window_comm_gib": comm_bytes(cfg, largest, k, c.parallel) / GIB}
+        out[name]["seconds"] = out[name]["compute_s"] + out[name]["comm_s"]
+    vae = _spread_decode(vae, k)
+    serial = sum(vae.get(key, {}).get("tflop", 0.0) for key in ("stage1_decode", "reference_encode"))
+    out["vae_s"] = _seconds((serial + vae.get("decode_balanced", {}).get("tflop", 0.0)) * 1e12, c)
+    out["seconds"] = out["stage1"]["seconds"] + out["stage2"]["seconds"] + out["vae_s"]
+    split = {name: {**row, "activations_gib": (row["activations_gib"] + row["per_token_modulation_gib"]) / k}
+             if k > 1 else row for name, row in rows.items()}  # a split model runs the stock per-token forward
+    peaks = mode_peaks(split, vae, w, latents_gib)
+    return {**out, "fits": True, "peak_gib": {mode: peaks[mode]["peak"] for mode in ("fast", "balanced")}}
+
+
+def _spread_decode(vae: dict, k: int) -> dict:
+    """The tiled (balanced) Stage II decode with its tiles spread over k processes: each decodes and keeps
+    the caches of every k-th tile (models/parallel.decode_shard); the per-process time is the largest share."""
+    row = vae.get("decode_balanced")
+    if row is None or k == 1:
+        return vae
+    share = math.ceil(row["tiles"] / k) / row["tiles"]
+    cache = row["cache_gib"] * share
+    return {**vae, "decode_balanced": {**row, "tflop": row["tflop"] * share, "cache_gib": cache,
+                                       "peak_gib": cache + row["peak_gib"] - row["cache_gib"]}}
+
+
+def scaling_summary(rows: list[dict]) -> str:
+    """Where adding GPUs stops paying: the first k below 50% efficiency, or not 25% faster than k/2."""
+    fit = {r["gpus"]: r for r in rows if r["fits"]}
+    if 1 not in fit:
+        return "no 1-GPU row to compare with"
+    for k in sorted(fit):
+        efficiency = fit[1]["seconds"] / fit[k]["seconds"] / k
+        slow = k // 2 in fit and k > 1 and fit[k]["seconds"] > 0.75 * fit[k // 2]["seconds"]
+        if efficiency < 0.5 or slow:
+            return (f"scaling stops paying at {k} GPUs: {fit[k]['seconds']:.1f} s per clip, {efficiency:.0%} "
+                    f"efficiency" + (f", less than 25% faster than {k // 2}" if slow else ""))
+    return f"scaling still pays at {max(fit)} GPUs (efficiency >= 50%, each doubling >= 25% faster)"
+
+
+def parallel_markdown(r: dict) -> list[str]:
+    rows = r["parallel"]
+    if not rows:
+        return []
+    base = next((x["seconds"] for x in rows if x["gpus"] == 1 and x["fits"]), None)
+    first = rows[0]
+    lines = ["", f"One clip on K GPUs, `--parallel {first['kind']}`, links at {first['link_gbps']:.0f} GB/s per GPU "
+             "(communication not overlapped; the tiled decode's tiles spread over the GPUs, the other VAE "
+             "work and the text encoder on one):", "",
+             "| GPUs | Stage I compute s | Stage I comm s | Stage II compute s | Stage II comm s | comm per Stage II "
+             "window GiB/GPU | VAE s | clip s | speed-up | efficiency | peak GiB/GPU fast / balanced |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        if not x["fits"]:
+            lines.append(f"| {x['gpus']} | {x['why']} | | | | | | | | | |")
+            continue
+        s1, s2 = x["stage1"], x["stage2"]
+        speed = f"{base / x['seconds']:.2f}×" if base else ""
+        eff = f"{base / x['seconds'] / x['gpus']:.0%}" if base else ""
+        lines.append(f"| {x['gpus']} | {_n(s1['compute_s'])} | {_n(s1['comm_s'])} | {_n(s2['compute_s'])} | "
+                     f"{_n(s2['comm_s'])} | {_n(s2['window_comm_gib'])} | {_n(x['vae_s'])} | {_n(x['seconds'])} | "
+                     f"{speed} | {eff} | {_n(x['peak_gib']['fast'])} / {_n(x['peak_gib']['balanced'])} |")
+    return [*lines, "", scaling_summary(rows) + "."]
 
 
 def _n(x: float) -> str:
@@ -370,4 +474,5 @@ def to_markdown(r: dict) -> str:
     for mode in MEMORY_MODES:
         m = r["memory_modes"][mode]
         lines.append(f"| {mode} | {_n(m['stage1'])} | {_n(m['reference'])} | {_n(m['stage2'])} | **{_n(m['peak'])}** |")
+    lines += parallel_markdown(r)
     return "\n".join(lines) + "\n"

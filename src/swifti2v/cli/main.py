@@ -271,6 +271,13 @@ def _bench_parsers(sub) -> None:
                    help="accelerator dense bf16 TFLOP/s (default 790, an H200 as measured)")
     c.add_argument("--efficiency", type=float, default=0.45,
                    help="share of the peak assumed sustained, for the predicted seconds (default 0.45)")
+    c.add_argument("--gpus", default=None, help="also predict one clip on K GPUs with context parallelism, "
+                   "comma-separated K (e.g. 1,2,4,8): time per stage, communication per window, per-GPU memory")
+    c.add_argument("--parallel", default="ulysses", choices=PARALLEL_KINDS,
+                   help="context-parallel kind for --gpus (default ulysses)")
+    c.add_argument("--link-gbps", type=float, default=450.0,
+                   help="GB/s each GPU sends over its links, for --gpus (default 450: NVLink 4; ~50 for "
+                   "400 Gb/s InfiniBand between nodes)")
     c.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     c.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     c.add_argument("-q", "--quiet", action="store_true", help="no info logs")
@@ -380,8 +387,12 @@ def _run_cost(args: argparse.Namespace) -> int:
     frames = (None,) if args.frames is None else _int_list("--frames", args.frames)
     if args.peak_tflops <= 0 or not 0 < args.efficiency <= 1:
         raise UserError("--peak-tflops must be positive and --efficiency in (0, 1]")
+    if args.link_gbps <= 0:
+        raise UserError(f"--link-gbps {args.link_gbps} must be positive (GB/s per GPU)")
+    gpus = () if args.gpus is None else _int_list("--gpus", args.gpus)
     results = [run_cost(CostConfig(preset=args.preset, frames=f, peak_tflops=args.peak_tflops,
-                                   efficiency=args.efficiency)) for f in frames]
+                                   efficiency=args.efficiency, gpus=gpus, parallel=args.parallel,
+                                   link_gbps=args.link_gbps)) for f in frames]
     table = "\n".join(to_markdown(r) for r in results)
     if args.out:
         _write_result(args.out, results, table, show=False)

@@ -11,6 +11,9 @@ projection gathers the sequence back. Our seams follow the tokens to their rank:
   timestep), so a parallel model takes the stock forward with per-token timesteps (`WanVelocity`); the
   per-token modulation is then built only for this rank's tokens (1/K of it).
 
+The Stage II decode tiles (memory mode `balanced`) are spread over the processes too (`decode_shard`):
+each decodes its own tiles and the blended frames are summed over them.
+
 Ring attention needs a kernel that returns the log-sum-exp (flash, sage on CUDA); PyTorch's SDPA does
 not, so on CPU only Ulysses runs. diffusers reads the device from `torch.accelerator`, which has no
 devices on a CPU-only machine; `cpu_devices` gives it one for the call (the process group is gloo's).
@@ -30,6 +33,7 @@ from swifti2v.config import PARALLEL_KINDS
 from swifti2v.errors import UserError
 from swifti2v.models.modulation import install_frame_modulation
 from swifti2v.models.rope import install_positional_rope
+from swifti2v.models.vae import Shard
 
 
 @contextlib.contextmanager
@@ -102,6 +106,13 @@ def rank() -> int:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def decode_shard() -> Shard | None:
+    """This process's share of the decode tiles in a context-parallel run (None without a process group)."""
+    if not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    return Shard(dist.get_rank(), dist.get_world_size(), lambda t: dist.all_reduce(t))
 
 
 def gather(obj) -> list:

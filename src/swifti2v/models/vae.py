@@ -10,7 +10,8 @@ multiples of 4. Latents here are always normalised: (z - mean) / std.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import (
@@ -54,11 +55,13 @@ class WanVAE:
     def encoder(self) -> StreamingEncoder | CodecWindows:
         return CodecWindows(self, encode=True) if isinstance(self.vae, PixelCodec) else StreamingEncoder(self)
 
-    def decoder(self, tile: int | None = None, overlap: int = 4) -> StreamingDecoder | TiledDecoder | CodecWindows:
-        """Streaming decoder; `tile` (latent pixels) splits every frame into overlapping spatial tiles."""
+    def decoder(self, tile: int | None = None, overlap: int = 4, shard: Shard | None = None
+                ) -> StreamingDecoder | TiledDecoder | CodecWindows:
+        """Streaming decoder; `tile` (latent pixels) splits every frame into overlapping spatial tiles, and
+        `shard` spreads those tiles over the processes of a context-parallel run."""
         if isinstance(self.vae, PixelCodec):
             return CodecWindows(self, encode=False)
-        return StreamingDecoder(self) if tile is None else TiledDecoder(self, tile, overlap)
+        return StreamingDecoder(self) if tile is None else TiledDecoder(self, tile, overlap, shard)
 
     def encode(self, frames: Tensor) -> Tensor:
         """One-shot encode (B, 3, 1+4k, H, W) in [-1, 1] -> normalised latent mean."""
@@ -185,22 +188,41 @@ def _accumulate(out: Tensor | None, total: Tensor | None, frames: Tensor, vae: W
     return out, total
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the tiles: tile i is decoded by process i % size; `sum` adds a tensor over
+    all processes in place (an all-reduce)."""
+
+    rank: int
+    size: int
+    sum: Callable[[Tensor], None]
+
+
 class TiledDecoder:
     """Streaming decode in overlapping spatial tiles, each with its own causal cache; overlaps are blended
-    linearly. Peak activation memory is one tile's, so 2K decodes on small GPUs; one tile = StreamingDecoder."""
+    linearly. Peak activation memory is one tile's, so 2K decodes on small GPUs; one tile = StreamingDecoder.
+    With a `shard`, each process decodes (and keeps the caches of) its own tiles, and the blended frames
+    are summed over the processes: every process gets the whole frames."""
 
-    def __init__(self, vae: WanVAE, tile: int, overlap: int):
-        self.w, self.tile, self.overlap = vae, tile, overlap
+    def __init__(self, vae: WanVAE, tile: int, overlap: int, shard: Shard | None = None):
+        self.w, self.tile, self.overlap, self.shard = vae, tile, overlap, shard
         self.decoders: dict[tuple, StreamingDecoder] = {}
 
     @torch.no_grad()
     def __call__(self, z: Tensor) -> Tensor:
         h, w = z.shape[-2:]
         out = total = None
-        for tile in _tiles(h, w, self.tile, self.overlap):
+        tiles = _tiles(h, w, self.tile, self.overlap)
+        shard = self.shard if self.shard is not None and len(tiles) >= self.shard.size else None
+        for i, tile in enumerate(tiles):
+            if shard is not None and i % shard.size != shard.rank:
+                continue
             (y0, y1), (x0, x1), _ = tile
             decoder = self.decoders.setdefault((y0, y1, x0, x1), StreamingDecoder(self.w))
             out, total = _accumulate(out, total, decoder(z[..., y0:y1, x0:x1]), self.w, tile, h, w)
+        if shard is not None:  # every process holds at least one tile, so frames of the same shape
+            shard.sum(out)
+            shard.sum(total)
         return out / total
 
 
