@@ -40,11 +40,12 @@ class SwiftI2V:
 
     @classmethod
     def from_preset(cls, name: str = "tiny", device: str = "auto", memory_mode: str = "auto",
-                    **overrides) -> SwiftI2V:
+                    with_stage1: bool = True, **overrides) -> SwiftI2V:
         """Load preset `name` (see `swifti2v presets`) with settings by their CLI names, e.g. frames=81,
         stage2="path/to/checkpoint", lora="none", dtype="bf16", attention="flash". `lora`: one --lora value or a
         list, added after the preset's LoRAs in order (e.g. lora=["lowres.safetensors@0.8"]; "none" clears)."""
-        return cls(with_overrides(get_preset(name), device=device, memory_mode=memory_mode, **overrides))
+        return cls(with_overrides(get_preset(name), device=device, memory_mode=memory_mode, **overrides),
+                   with_stage1=with_stage1)
 
     def _config(self, overrides: dict) -> RunConfig:
         fixed = sorted(k for k, v in overrides.items() if k in MODEL_OVERRIDES and v is not None)
@@ -56,17 +57,20 @@ class SwiftI2V:
                  height: int | None = None, width: int | None = None, out: str | Path | None = None,
                  crf: int = DEFAULT_CRF, png_dir: str | Path | None = None, progress: Progress | None = None,
                  cancel: CancelCheck | None = None, work: WorkOptions = pipeline.DEFAULT_WORK,
-                 keep_frames: bool = True, **overrides) -> Result:
+                 keep_frames: bool = True, stages: str = "all", **overrides) -> Result:
         """Image (path, PIL image or (H, W, 3) uint8 array) + prompt -> video. With `out`, also an mp4 and
         its JSON there (and PNG frames in `png_dir`). `progress(bar, done, total)` is called per step and
         segment; `cancel` (a threading.Event or a callable) is checked between them and raises Cancelled
         (finished segments are kept: the same call resumes). `keep_frames=False` leaves `result.frames` None
-        (a long 2K clip written to `out` need not sit in memory too). `work`: where finished steps are kept."""
-        if self.components.stage1 is None:
-            raise UserError("this SwiftI2V was loaded without Stage I (with_stage1=False); only refine runs")
+        (a long 2K clip written to `out` need not sit in memory too). `work`: where finished steps are kept.
+        `stages`: "stage1" stops after the hybrid reference (kept in the work directory), "stage2" makes the
+        video from what a "stage1" call left there (a pipeline loaded with_stage1=False can run it)."""
+        if self.components.stage1 is None and stages != "stage2":
+            raise UserError("this SwiftI2V was loaded without Stage I (with_stage1=False); only refine and "
+                            "generate(stages='stage2') run")
         cfg = self._config(dict(seed=seed, frames=frames, height=height, width=width, **overrides))
         return pipeline.generate(cfg, image, prompt, _output(out, crf, png_dir), components=self.components,
-                                 progress=progress, work=work, cancel=cancel, keep_frames=keep_frames)
+                                 progress=progress, work=work, cancel=cancel, keep_frames=keep_frames, stages=stages)
 
     def refine(self, image: ImageSource, motion: MotionSource, prompt: str = "", *, seed: int | None = None,
                frames: int | None = None, height: int | None = None, width: int | None = None,

@@ -155,6 +155,7 @@ class Run:
         self.placement = get_placement(s.cfg.memory_mode)
         self._progress, self._cancel, self.keep_frames = progress, cancel, keep_frames
         self.low_frames: list[np.ndarray] = []  # the low-res clip as Stage II saw it (kept with keep_frames)
+        self.stage1_report: dict | None = None  # the Stage I part another process ran (stages="stage2")
         self.frames: np.ndarray | None = None
 
     @classmethod
@@ -170,9 +171,12 @@ class Run:
                              else Path(tempfile.gettempdir()) / f"swifti2v-{key[:16]}.work")
         # --parallel: rank 0 writes the outputs and the work directory; the others read it (the same
         # resume decisions) and keep their frames in memory only
-        writer = parallel.rank() == 0
+        # (another process group, e.g. batch --pipeline's, is not this run's business)
+        split = s.cfg.parallel != "none"
+        writer = not split or parallel.rank() == 0
         wd = WorkDir(path, key, work.restart, writer=writer)
-        parallel.barrier()  # a --restart has discarded the folder before anyone reads it
+        if split:
+            parallel.barrier()  # a --restart has discarded the folder before anyone reads it
         if not writer:
             output, progress = Output(None), None
         timer = StageTimer(s.device)
@@ -207,7 +211,25 @@ class Run:
             return made
 
     def encode_text(self, prompt: str) -> torch.Tensor:
-        return self.step("text", lambda: self.comps.text.encode(prompt, self.device))
+        return self.step("text", lambda: self.comps.text.encode(prompt, self.device), saved="text")
+
+    def hand_over(self, inputs: dict) -> Result:
+        """End of `generate(stages="stage1")`: what Stage II's process needs is in the work directory, with
+        what this part reports (its seconds, the LoRAs' match reports) for the sidecar."""
+        seconds = {k: round(t, 3) for k, t in self.timer.seconds.items()}
+        self.work.save_json("stage1", {"seconds": seconds, "loras": inputs["loras"], "device": str(self.device)})
+        return Result(None, None, self.cfg.video.fps, {"stages": "stage1", "work": str(self.work.path),
+                                                        "seconds": seconds}, None)
+
+    def handed_over(self, inputs: dict) -> tuple[torch.Tensor, dict]:
+        """Start of `generate(stages="stage2")`: z_ref from the work directory, and the Stage I part's report."""
+        z_ref = self.work.load("z_ref")
+        report = self.work.load_json("stage1")
+        if z_ref is None or report is None:
+            raise UserError(f"no finished Stage I part in {self.work.path}; run generate with stages='stage1' "
+                            "(or 'all') for this job first")
+        self.stage1_report = report
+        return z_ref.to(self.device), {**inputs, "loras": report["loras"]}
 
     def image_at_output_size(self, image: Image.Image) -> torch.Tensor:
         v = self.cfg.video
@@ -263,39 +285,54 @@ class Run:
         info = sidecar(self, latent_shape, inputs)
         if self.output.video is not None:
             atomic_write_json(self.output.video.with_suffix(".json"), info)
-        parallel.barrier()  # every process has read what it needed from the work directory
+        if self.cfg.parallel != "none":
+            parallel.barrier()  # every process has read what it needed from the work directory
         if not work.keep:
             self.work.remove()
         low = np.concatenate(self.low_frames) if self.low_frames else None
         return Result(self.frames, low, self.cfg.video.fps, info, self.output.video)
 
 
+STAGES = ("all", "stage1", "stage2")  # generate in one call, or in two by two processes (batch --pipeline)
+
+
 def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | Path | Output | None,
              components: Components | None = None, progress: Progress | None = None,
-             work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None, keep_frames: bool = False) -> Result:
+             work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None, keep_frames: bool = False,
+             stages: str = "all") -> Result:
     """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
 
     Finished stages and segments go to a work directory as they finish; the same call after a crash or a
-    cancel resumes from them (workdir.py)."""
+    cancel resumes from them (workdir.py). `stages="stage1"` stops after the hybrid reference, leaving the
+    text embedding, Stage I's latents and z_ref in the work directory; `stages="stage2"` takes them from there
+    (its models need no Stage I) and makes the video: the two halves of one job on two GPUs."""
+    if stages not in STAGES:
+        raise ValueError(f"stages must be one of {STAGES}, not {stages!r}")
     picture = media.as_image(image)
     check_prompt(prompt)
     run = Run.start(cfg, as_output(out), {"image": _source_key(image, [picture]), "prompt": prompt}, components,
-                    progress, work, cancel, keep_frames, with_stage1=True)
+                    progress, work, cancel, keep_frames, with_stage1=stages != "stage2")
     c, s1 = run.comps, run.cfg.stage1
+    inputs = {"image": _describe(image), "prompt": prompt, "loras": c.lora_reports}
+    if stages == "stage2":
+        z_ref, inputs = run.handed_over(inputs)  # checked before anything is computed
     text = run.encode_text(prompt)
-    # Stage I: the whole clip at low resolution, from the downsampled input image.
-    low = media.fit(picture, *stage1_size(run.cfg.video, s1))
-    z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed, run.device,
-                                                       lambda i, n: run.report("stage1 steps", i, n)),
-                     models="stage1", saved="stage1")
-    # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
-    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
-                                                           run.image_at_output_size(picture), c.stage2.vae),
-                     models="reference", saved="z_ref")
-    run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
+    if stages != "stage2":
+        # Stage I: the whole clip at low resolution, from the downsampled input image.
+        low = media.fit(picture, *stage1_size(run.cfg.video, s1))
+        z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed,
+                                                           run.device, lambda i, n: run.report("stage1 steps", i, n)),
+                         models="stage1", saved="stage1")
+        # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
+        z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
+                                                               run.image_at_output_size(picture), c.stage2.vae),
+                         models="reference", saved="z_ref")
+        if stages == "stage1":
+            return run.hand_over(inputs)
+        run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
     # Stage II: detail segment by segment; finished segments are saved, decoded and written as they come.
     run.stage2_to_video(z_ref, text)
-    return run.finish(z_ref.shape, {"image": _describe(image), "prompt": prompt, "loras": c.lora_reports}, work)
+    return run.finish(z_ref.shape, inputs, work)
 
 
 def choose_frames(available: int, requested: int | None) -> int:
@@ -369,9 +406,12 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "memory_mode_choice": None if choice is None else choice.to_dict(),
         "latent_shape": list(latent_shape),
         "plan": describe_plan(s.cfg),
-        "seconds": {k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded
+        "seconds": {**{k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded
+                    **{k: t for k, t in (run.stage1_report or {}).get("seconds", {}).items() if k != "load"}},
+        "stage1_device": (run.stage1_report or {}).get("device", str(s.device)),
         "models_load_seconds": round(run.comps.load_seconds, 3),
         "memory": {k: round(x, 3) for k, x in memory.items()},
-        "memory_per_process": [{k: round(x, 3) for k, x in m.items()} for m in parallel.gather(memory)],
+        "memory_per_process": [{k: round(x, 3) for k, x in m.items()}
+                               for m in (parallel.gather(memory) if s.cfg.parallel != "none" else [memory])],
         "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
     }

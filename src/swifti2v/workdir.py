@@ -2,8 +2,10 @@
 run resumes where it stopped instead of starting over.
 
     manifest.json           the fingerprint of the resolved config and the inputs (file bytes, prompt)
+    text.safetensors        the prompt's embedding
     stage1.safetensors      Stage I's latents
     z_ref.safetensors       the hybrid reference
+    stage1.json             what the Stage I part reported (seconds, LoRAs), when another process ran it
     segment-0003.safetensors  the latent blocks of each finished Stage II segment
 
 Every file is written under a temporary name, fsynced and renamed, so a file under its final name is
@@ -47,7 +49,7 @@ def default_path(out: Path) -> Path:
 
 # How the work is placed and run, not what it computes: changing them on a re-run (e.g. a lighter memory mode
 # after running out of memory) resumes the work; only bitwise equality with an uninterrupted run is lost.
-PLACEMENT_FIELDS = ("memory_mode", "attention", "compile", "parallel")
+PLACEMENT_FIELDS = ("memory_mode", "attention", "compile", "parallel", "device")
 
 
 def fingerprint(cfg: RunConfig, inputs: dict[str, str | Path | bytes]) -> str:
@@ -128,6 +130,17 @@ class WorkDir:
             return load_file(str(path))["x"]
         except (SafetensorError, OSError, KeyError) as e:
             log.warning("ignoring unreadable %s (%s); it will be computed again", path, e)
+            return None
+
+    def save_json(self, name: str, obj: dict) -> None:
+        if self.writer:
+            self._ensure()
+            atomic_write_json(self.path / f"{name}.json", obj)
+
+    def load_json(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.path / f"{name}.json").read_text())
+        except (OSError, ValueError):
             return None
 
     def segments(self) -> dict[int, torch.Tensor]:

@@ -114,3 +114,26 @@ def test_the_package_exports_the_api_lazily():
     assert swifti2v.SwiftI2V is SwiftI2V and swifti2v.Cancelled is Cancelled
     with pytest.raises(AttributeError):
         swifti2v.nothing  # noqa: B018
+
+
+def test_generate_in_two_halves_on_two_pipelines_equals_one_call(pipe, image_file, tmp_path):
+    """stages="stage1" leaves text, Stage I and z_ref in the work directory; a pipeline loaded without Stage I
+    finishes with stages="stage2" (batch --pipeline's two processes): the same frames, and a sidecar with
+    both halves' seconds. Without the first half, the second is a one-line user error."""
+    whole = pipe.generate(image_file, "pan", **SMALL)
+    first = pipe.generate(image_file, "pan", out=tmp_path / "a.mp4", stages="stage1", **SMALL)
+    assert first.frames is None and first.path is None and not (tmp_path / "a.mp4").exists()
+    work = tmp_path / ".a.mp4.work"
+    assert {"text.safetensors", "stage1.safetensors", "z_ref.safetensors", "stage1.json"} <= {
+        p.name for p in work.iterdir()}
+    second_pipe = SwiftI2V.from_preset("debug-random", with_stage1=False)
+    assert second_pipe.components.stage1 is None
+    second = second_pipe.generate(image_file, "pan", out=tmp_path / "a.mp4", stages="stage2", **SMALL)
+    assert np.array_equal(second.frames, whole.frames) and not work.exists()
+    seconds = second.info["seconds"]
+    assert {"stage1", "reference", "stage2", "decode"} <= set(seconds)
+    with pytest.raises(UserError, match="no finished Stage I part"):
+        second_pipe.generate(image_file, "pan", out=tmp_path / "b.mp4", stages="stage2", **SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.mp4"], "nothing left by the refused call"
+    with pytest.raises(UserError, match="without Stage I"):
+        second_pipe.generate(image_file, "pan", **SMALL)

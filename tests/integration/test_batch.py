@@ -1,9 +1,15 @@
 """`swifti2v batch`: a bad job never stops the others, re-runs do no finished work, outputs stay in the
-out-dir, and two processes under torchrun cover every job exactly once."""
+out-dir, two processes under torchrun cover every job exactly once, `--pipeline` overlaps Stage I and
+Stage II, and a multi-node batch that loses a node is finished by a re-run without redoing anything."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -109,3 +115,86 @@ def test_a_job_line_stacks_several_loras(tmp_path, image_file):
     info = json.loads((tmp_path / "out" / "s.json").read_text())
     assert [(Path(x["path"]).name, x["strength"]) for x in info["inputs"]["loras"]] == [
         ("fewstep.safetensors", 1.0), ("lowres.safetensors", 0.5)]
+
+
+def _torchrun(nproc: int, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"127.0.0.1:{port}", *extra, "-m"]
+
+
+def test_pipelined_batch_runs_stage1_of_the_next_job_beside_stage2(tmp_path, image_file):
+    """batch --pipeline on 2 processes: Stage I of job k+1 overlaps Stage II of job k, a job's Stage I starts
+    only after the previous one's Stage II has (at most one finished Stage I waiting), a bad job is skipped
+    by both, the summary gives each stage's utilisation, the sidecar both halves' seconds; a re-run
+    redoes only a job whose output is gone; an odd process count is a one-line error."""
+    lines = [{"image": "a.png", "prompt": f"job {i}", "seed": i} for i in range(4)]
+    jobs = _jobs(tmp_path, image_file, [*lines[:2], {"image": "missing.png", "prompt": "x"}, *lines[2:]])
+    out = tmp_path / "out"
+    r = _batch(jobs, out, "--pipeline", launcher=_torchrun(2, free_port()))
+    assert r.returncode != 0 and "4/5 jobs done, 1 failed" in r.stdout, r.stderr[-2000:]  # torchrun: 1
+    status = _status(out)
+    assert "missing.png not found" in status.pop("job-00002")["error"]
+    spans = [(s["stage1_span"], s["stage2_span"]) for s in status.values()]
+    assert all(s["state"] == "done" and s["attempts"] == 1 for s in status.values())
+    for (s1, s2), (next_s1, _) in pairwise(spans):
+        assert s1[1] <= s2[0] and next_s1[0] >= s2[0], "a Stage I starts once the last ready job was taken"
+    assert any(next_s1[0] < s2[1] for (_, s2), (next_s1, _) in pairwise(spans)), "the stages overlap"
+    pipeline = json.loads((out / "summary.json").read_text())["pipeline"]
+    assert pipeline["stage1"]["processes"] == [0] and pipeline["stage2"]["processes"] == [1]
+    assert all(0 < pipeline[k]["utilisation"] <= 1 for k in ("stage1", "stage2"))
+    info = json.loads((out / "job-00000.json").read_text())
+    assert {"stage1", "reference", "stage2"} <= set(info["seconds"])
+    assert not list(out.glob(".*.work")), "work directories are removed once Stage II is done"
+    mtime = (out / "job-00000.mp4").stat().st_mtime_ns
+    (out / "job-00003.mp4").unlink()
+    r = _batch(jobs, out, "--pipeline", launcher=_torchrun(2, free_port()))
+    assert (out / "job-00003.mp4").is_file() and (out / "job-00000.mp4").stat().st_mtime_ns == mtime
+    bad = _batch(jobs, out, "--pipeline")
+    assert bad.returncode == 2 and "even number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_nodes_one_dies_and_the_rerun_finishes_exactly_the_rest(tmp_path, image_file):
+    """A 2-node batch (2 torchrun launches rendezvousing on loopback, node 0 hosting the store): node 1's
+    process is killed after its first job; node 0 finishes its share, sees the loss, writes the summary with
+    the rest pending and exits non-zero; the same command on both nodes then runs exactly the unfinished
+    jobs (nothing done twice, no partial output ever under a final name)."""
+    import psutil
+
+    jobs = _jobs(tmp_path, image_file, [{"image": "a.png", "prompt": f"job {i}", "seed": i} for i in range(4)])
+    out = tmp_path / "out"
+
+    def nodes(port: int) -> list[subprocess.Popen]:
+        return [subprocess.Popen(
+            [*_torchrun(1, port, "--nnodes", "2", "--node-rank", str(r), "--rdzv-id", f"batch-{port}",
+                        "--rdzv-conf", f"is_host={r == 0}"),
+             "swifti2v", "batch", str(jobs), "--out-dir", str(out), "--preset", "debug-random", "--frames", "9", "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True) for r in (0, 1)]
+
+    def finish(procs, timeout=300):
+        try:
+            return [p.communicate(timeout=timeout)[0] for p in procs], [p.returncode for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+
+    procs = nodes(free_port())
+    deadline = time.time() + 300
+    while _status(out).get("job-00001", {}).get("state") != "done" if (out / "status").is_dir() else True:
+        assert time.time() < deadline and procs[1].poll() is None, "node 1 never finished a job"
+        time.sleep(0.1)
+    for worker in psutil.Process(procs[1].pid).children(recursive=True):
+        worker.kill()  # node 1's rank dies mid-batch
+    (out0, _), (rc0, rc1) = finish(procs)
+    assert rc0 != 0 and rc1 != 0 and "pending (a process died" in out0
+    summary = json.loads((out / "summary.json").read_text())
+    first = {k for k, s in _status(out).items() if s["state"] == "done"}
+    assert summary["lost_processes"] and summary["done"] == len(first) and summary["pending"] == 4 - len(first)
+    assert first == {"job-00000", "job-00001", "job-00002"}
+    assert {p.stem for p in out.glob("*.mp4")} == first, "no partial output under a final name"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    (out0, _), (rc0, rc1) = finish(nodes(free_port()))
+    assert (rc0, rc1) == (0, 0) and "4/4 jobs done" in out0
+    status = _status(out)
+    assert all(s["state"] == "done" and s["attempts"] == 1 for s in status.values()), "no job ran twice"
+    assert all(out.joinpath(name).stat().st_mtime_ns == t for name, t in mtimes.items())

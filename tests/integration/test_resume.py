@@ -62,7 +62,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, image_file, 
     assert not out.exists() and not out.with_suffix(".json").exists(), "nothing under the final names"
     assert sorted(p.name for p in work.iterdir()) == ["manifest.json", "segment-0000.safetensors",
                                                       "segment-0001.safetensors", "stage1.safetensors",
-                                                      "z_ref.safetensors"]
+                                                      "text.safetensors", "z_ref.safetensors"]
     seen = []
     comps = pipeline.load_components(pipeline.setup(CFG), with_stage1=True)
     comps.stage1.transformer.register_forward_pre_hook(lambda *a: seen.append("stage1"))

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("jobs", help="the jobs file (.jsonl); image paths are relative to it")
     b.add_argument("--out-dir", required=True, help="outputs, status/ and summary.json go here (and only here)")
     b.add_argument("--retries", type=int, default=2, help="extra attempts for a failing job, over all runs (default 2)")
+    b.add_argument("--pipeline", action="store_true",
+                   help="under torchrun with an even number of processes: pair them, one runs Stage I (+ hybrid "
+                   "reference) of job k+1 while its partner runs Stage II of job k (at most one finished Stage I "
+                   "waiting); summary.json gives each stage's utilisation")
     _video_options(b, "frame count, 4k+1 (default: preset's)")
     _run_options(b, batch=True)
     u = sub.add_parser("ui", help="web UI in the browser (Gradio; needs the `ui` extra)",
@@ -476,7 +480,11 @@ def _run_batch(args: argparse.Namespace, progress) -> int:
     summary = run_batch(args, progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{summary['done']}/{summary['jobs']} jobs done, {summary['failed']} failed"
+              + (f", {summary['pending']} pending (a process died; re-run the same command)"
+                 if summary.get("lost_processes") else "")
               + "".join(f"\n  {job}: {error}" for job, error in summary["failures"].items()))
+    if summary.get("lost_processes"):
+        return 1
     return 0 if summary["failed"] == 0 else EXIT_USER_ERROR
 
 

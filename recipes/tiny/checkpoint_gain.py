@@ -1,0 +1,82 @@
+"""Stage II checkpoints against bicubic on held-out clips (oracle low-res input, the shipped CSG setting,
+with and without the anchor): the quick curve to follow while the recipe trains (`bench fidelity` is the
+full measurement). Checkpoint folders are transformer folders (RUN/checkpoints/step-N/... exported, or
+RUN/final); "shipped" is the bundled model.
+
+    python recipes/tiny/checkpoint_gain.py shipped outputs/tiny-cpu/s2/final [--photo-clips 2 --clips 1]
+"""
+
+import argparse
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from swifti2v.bench.fidelity import FidelityConfig, heldout_clips, pixel_bicubic
+from swifti2v.eval.metrics import frame_psnr
+from swifti2v.models.components import load_stage2, load_text_encoder
+from swifti2v.presets import get_preset
+from swifti2v.stage2 import add_detail
+from swifti2v.training.conditions import ConditionModels, condition_reference
+from swifti2v.training.config import ConditionConfig
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("checkpoints", nargs="+", help="'shipped', transformer folders of trained concat refiners, or "
+               "training checkpoints (RUN/checkpoints/step-N, with --like)")
+p.add_argument("--like", help="a transformer folder with the checkpoints' config.json (for RUN/checkpoints/step-N)")
+p.add_argument("--photo-clips", type=int, default=2)
+p.add_argument("--clips", type=int, default=1, help="held-out procedural clips")
+a = p.parse_args()
+
+torch.set_grad_enabled(False)
+run = get_preset("tiny")
+cfg = FidelityConfig(clips=a.clips, photo_clips=a.photo_clips)
+device = torch.device("cpu")
+text_encoder = load_text_encoder(run.stage1.model, device, torch.float32)
+
+
+def transformer_folder(path: str) -> str | None:
+    """A training checkpoint (accelerate's model.safetensors) as a transformer folder shaped like --like."""
+    if path == "shipped":
+        return None
+    step = Path(path)
+    if not (step / "model.safetensors").is_file():
+        return path
+    folder = Path(tempfile.mkdtemp()) / step.name
+    shutil.copytree(a.like, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    (folder / "diffusion_pytorch_model.safetensors").symlink_to((step / "model.safetensors").resolve())
+    return str(folder)
+
+
+models = {c: load_stage2(run.stage2.model, transformer_folder(c), True, device, torch.float32) for c in a.checkpoints}
+first = next(iter(models.values()))
+result = {}
+for name in ("photo", "procedural"):
+    for i, clip in enumerate(heldout_clips(name, cfg)):
+        text = text_encoder.encode(clip.caption, device)
+        z_ref = condition_reference(clip.frames[None], text, ConditionConfig(kind="downsample"),
+                                    ConditionModels(first.vae, None), torch.Generator().manual_seed(0))
+        truth, bicubic = clip.frames, pixel_bicubic(clip)
+        base = frame_psnr(bicubic[:, 1:], truth[:, 1:]).mean().item()
+        third = slice(1 + 2 * (truth.shape[1] - 1) // 3, None)
+        row = {"caption": clip.caption, "bicubic": round(base, 3)}
+        for c, model in models.items():
+            for anchor in (True, False):
+                video = model.vae.decode(add_detail(model, z_ref, text, replace(run.stage2, anchor=anchor), 0))[0]
+                gain = frame_psnr(video[:, 1:], truth[:, 1:]).mean().item() - base
+                last = (frame_psnr(video[:, third], truth[:, third]).mean()
+                        - frame_psnr(bicubic[:, third], truth[:, third]).mean()).item()
+                key = c if anchor else f"{c} no anchor"
+                row[key] = {"gain": round(gain, 3), "gain_last_third": round(last, 3)}
+        result[f"{name} {i}"] = row
+        print(json.dumps({f"{name} {i}": row}))
+for c in models:
+    photo = [r[c]["gain"] for k, r in result.items() if k.startswith("photo")]
+    anchor = [r[c]["gain_last_third"] - r[f"{c} no anchor"]["gain_last_third"] for k, r in result.items()
+              if k.startswith("photo")]
+    worst = min(r[c]["gain"] for r in result.values())
+    print(f"{c}: photo gain {sum(photo) / len(photo):+.3f} dB, anchor (last third) {sum(anchor) / len(anchor):+.3f} "
+          f"dB, worst clip {worst:+.3f} dB")
