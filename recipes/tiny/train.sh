@@ -7,7 +7,9 @@
 # EXTRA is passed to every `swifti2v train`; on a GPU machine, e.g.
 #   EXTRA="--set mixed_precision=bf16 --set data.num_workers=7" S1_BATCH=32 S2_BATCH=16
 # FROM=BUNDLE starts from a bundle's trained weights instead of the random init (a new machine without
-# the last run's checkpoints). Phases: 0 base (codec fit + random-init DiTs) -> 1 Stage I || Stage II on oracle references -> 2 from
+# the last run's checkpoints); ZERO_HEAD=1 then zeroes its Stage II output projection (Stage II restarts as
+# z_ref itself, as build_base's does). S2_SIZE sets the Stage II crop (default 256; 128 on a CPU).
+# Phases: 0 base (codec fit + random-init DiTs) -> 1 Stage I || Stage II on oracle references -> 2 from
 # phase 1, Stage II with stage-transition references from the trained Stage I (shipped) || oracle
 # references (the no-stage-transition ablation, for `bench fidelity --ablation-model`) -> 3 bundle.
 set -euo pipefail
@@ -19,12 +21,14 @@ MINUTES=${MINUTES:-0}
 PHASE2_MINUTES=${PHASE2_MINUTES:-$MINUTES}
 S1_BATCH=${S1_BATCH:-4}
 S2_BATCH=${S2_BATCH:-4}
+S2_SIZE=${S2_SIZE:-256}
 EXTRA=${EXTRA:-}
 BUNDLE=${BUNDLE:-src/swifti2v/weights/tiny}
 PYTHON=${PYTHON:-python}
 SWIFTI2V=${SWIFTI2V:-swifti2v}
 S1="$SWIFTI2V train stage1 --config configs/train/tiny-stage1.toml --set batch_size=$S1_BATCH --resume $EXTRA"
 S2="$SWIFTI2V train stage2 --config configs/train/tiny-stage2.toml --set batch_size=$S2_BATCH \
+    --set data.height=$S2_SIZE --set data.width=$S2_SIZE \
     --set model.stage2=$RUN/base/stage2 --resume $EXTRA"
 
 both() {  # run two commands side by side; fail if either fails
@@ -38,6 +42,9 @@ both() {  # run two commands side by side; fail if either fails
 if [ ! -f "$RUN/base/stage2/transformer/config.json" ]; then
   if [ -n "${FROM:-}" ]; then
     mkdir -p "$RUN/base" && cp -r "$FROM/stage1" "$FROM/stage2" "$RUN/base/"
+    if [ -n "${ZERO_HEAD:-}" ]; then
+      $PYTHON -c "from swifti2v.models.tiny import zero_head_folder; zero_head_folder('$RUN/base/stage2/transformer')"
+    fi
   else
     $PYTHON -c "from swifti2v.models.tiny import build_base; build_base('$RUN/base', seed=0)"
   fi

@@ -78,3 +78,19 @@ def test_fidelity_benchmark_on_a_reduced_set(tmp_path):
     assert len(result["bars"]) == 7 and all(isinstance(b["met"], bool) for b in result["bars"].values())
     table = to_markdown(result)
     assert table.count("\n| ") == 2 * 11 + 8 and "direction accuracy" in table
+
+
+def test_a_zero_head_stage2_returns_the_reference_itself():
+    """build_base's Stage II starts with its output projection at zero: an x0 residual of nothing, so the
+    shipped 1-step sampler returns z_ref (bicubic through the codec) until training adds to it."""
+    from swifti2v.models.adapter import WanVelocity, widen_patch_embedding
+    from swifti2v.models.tiny import TEXT_DIM, Z, stage2_transformer, zero_head
+    from swifti2v.sampling.csg import Window
+
+    torch.manual_seed(0)
+    dit = zero_head(widen_patch_embedding(stage2_transformer(), Z)).eval()
+    velocity = WanVelocity(dit, torch.randn(1, 8, TEXT_DIM), prediction="x0")
+    z_ref, noise = torch.randn(2, 1, Z, 4, 3, 5)
+    with torch.no_grad():
+        v = velocity(noise, torch.tensor([0.0, 0.0, 1.0, 1.0]), Window((0, 3, 4, 5), z_ref))
+    assert torch.allclose((noise - v)[:, :, 2:], z_ref[:, :, 2:], atol=1e-5)  # one Euler step from sigma 1

@@ -61,6 +61,25 @@ def stage2_transformer() -> WanTransformer3DModel:
     return _dit(Z, layers=6)
 
 
+def zero_head(transformer: WanTransformer3DModel) -> WanTransformer3DModel:
+    """Output projection set to zero: an x0 model's residual starts at nothing, so Stage II starts as its
+    conditioning's own guess, z_ref (bicubic through the codec), and training can only add to it."""
+    with torch.no_grad():
+        transformer.proj_out.weight.zero_()
+        transformer.proj_out.bias.zero_()
+    return transformer
+
+
+def zero_head_folder(folder: str | Path) -> None:
+    """zero_head on a saved transformer folder, in place (recipes/tiny/train.sh ZERO_HEAD=1)."""
+    folder = Path(folder)
+    model = WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.float32)
+    for pattern in ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.index.json"):
+        for f in folder.glob(pattern):
+            f.unlink()
+    zero_head(model).save_pretrained(folder)
+
+
 def codec_patches(clips: int, seed: int, size: int = 256, frames: int = 33):
     """Patch vectors of training bank clips and of their bicubic x4 round trips (what the reference is)."""
     from swifti2v.data.bank import BankClips, StillBank, batch_pixels
@@ -93,7 +112,7 @@ def build_base(out: str | Path, seed: int = 0, codec_clips: int = 48) -> Path:
     out = Path(out)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text, s1, s2 = debug.tiny_text_encoder(), stage1_transformer(), stage2_transformer()
+        text, s1, s2 = debug.tiny_text_encoder(), stage1_transformer(), zero_head(stage2_transformer())
     codec = fit_codec(codec_clips, seed)
     s1_dir, s2_dir = out / "stage1", out / "stage2"
     for model, folder in ((s1, s1_dir / "transformer"), (s2, s2_dir / "transformer")):
