@@ -67,6 +67,11 @@ class Setup:
     memory: MemoryChoice | None = None  # how `--memory-mode auto` chose
 
     @property
+    def split(self) -> bool:
+        """A context-parallel run: its processes share every DiT call (and only then talk to each other)."""
+        return self.cfg.parallel != "none"
+
+    @property
     def placer(self) -> Placer:
         return Placer(get_placement(self.cfg.memory_mode), self.device, self.dtype)
 
@@ -106,7 +111,7 @@ def prepare_components(s: Setup, comps: Components) -> Components:
     s.placer.prepare(comps)
     for dit in s.placer.dits(comps):
         set_attention(dit, s.cfg.attention)
-        if s.cfg.parallel != "none" and not parallel.is_parallel(dit):
+        if s.split and not parallel.is_parallel(dit):
             parallel.check_parallel(s.cfg.parallel, torch.distributed.get_world_size(),
                                     dit.config.num_attention_heads, s.cfg.attention, s.device)
             parallel.context_parallel(dit, s.cfg.parallel, torch.distributed.get_world_size())
@@ -172,10 +177,9 @@ class Run:
         # --parallel: rank 0 writes the outputs and the work directory; the others read it (the same
         # resume decisions) and keep their frames in memory only
         # (another process group, e.g. batch --pipeline's, is not this run's business)
-        split = s.cfg.parallel != "none"
-        writer = not split or parallel.rank() == 0
+        writer = not s.split or parallel.rank() == 0
         wd = WorkDir(path, key, work.restart, writer=writer)
-        if split:
+        if s.split:
             parallel.barrier()  # a --restart has discarded the folder before anyone reads it
         if not writer:
             output, progress = Output(None), None
@@ -259,7 +263,7 @@ class Run:
         self.report("stage2 segments", 0, n)
         with FrameSink(self.output, self.cfg.video.fps, self.keep_frames) as sink, self.timer("stage2"), \
                 self.placer.stage(self.comps, "stage2"):
-            shard = parallel.decode_shard() if self.cfg.parallel != "none" else None  # tiles over the processes
+            shard = parallel.decode_shard() if self.setup.split else None  # tiles over the processes
             write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap, shard)
                      if p.decode_order == "segment" else None)
 
@@ -285,7 +289,7 @@ class Run:
         info = sidecar(self, latent_shape, inputs)
         if self.output.video is not None:
             atomic_write_json(self.output.video.with_suffix(".json"), info)
-        if self.cfg.parallel != "none":
+        if self.setup.split:
             parallel.barrier()  # every process has read what it needed from the work directory
         if not work.keep:
             self.work.remove()
@@ -412,6 +416,6 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "models_load_seconds": round(run.comps.load_seconds, 3),
         "memory": {k: round(x, 3) for k, x in memory.items()},
         "memory_per_process": [{k: round(x, 3) for k, x in m.items()}
-                               for m in (parallel.gather(memory) if s.cfg.parallel != "none" else [memory])],
+                               for m in (parallel.gather(memory) if s.split else [memory])],
         "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
     }
