@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import free_port, run_process
+from conftest import free_port, run_cli, run_process
 from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
 from swifti2v.models.lora import fuse_lora_file
 from swifti2v.training.config import load_train_config
@@ -168,9 +168,9 @@ def test_stage1_lora_over_a_fused_base_lora_reproduces_the_trained_weights(tmp_p
     assert info["training"]["model"]["base_loras"] == [f"{base}@0.5"]  # the export says what it sits on
 
 
-def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache):
+def test_training_cli_errors_are_one_line(video_folder, tmp_path, cache, capsys):
     def run(*args):
-        return run_process([sys.executable, "-m", "swifti2v", *args], timeout=300)
+        return run_cli(capsys, *args)
 
     bad = tmp_path / "bad"
     bad.mkdir()

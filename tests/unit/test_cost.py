@@ -2,12 +2,11 @@
 the 2K predictions docs/benchmarks.md publishes."""
 
 import json
-import sys
 
 import pytest
 import torch
 
-from conftest import run_process
+from conftest import run_cli
 from swifti2v.bench.cost import CostConfig, run_cost, to_markdown
 from swifti2v.bench.counting import DiTCall, dit_flops, measured_flops, trace_peak
 from swifti2v.models import debug, specs
@@ -86,13 +85,12 @@ def test_csg_costs_less_than_end_to_end_for_long_clips_on_bench_cpu():
     assert long["stage2"]["activations_gib"] == pytest.approx(short["stage2"]["activations_gib"])
 
 
-def test_bench_cost_cli_prints_json():
-    out = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
-                       "--frames", "9,25"])
+def test_bench_cost_cli_prints_json(capsys):
+    out = run_cli(capsys, "bench", "cost", "--preset", "debug-random", "--json", "--frames", "9,25")
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
     assert [r["video"]["frames"] for r in results] == [9, 25]
-    bad = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--frames", "80"])
+    bad = run_cli(capsys, "bench", "cost", "--frames", "80")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "77 or 81" in bad.stderr
 
 
@@ -122,11 +120,11 @@ def test_context_parallel_cost_splits_compute_and_counts_the_all_to_alls():
     assert "| 16 | stage1: 40 heads" in to_markdown(r)
 
 
-def test_bench_cost_gpus_flag():
-    out = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--preset", "debug-random", "--json",
-                       "--gpus", "1,2", "--parallel", "ring", "--link-gbps", "50"])
+def test_bench_cost_gpus_flag(capsys):
+    out = run_cli(capsys, "bench", "cost", "--preset", "debug-random", "--json", "--gpus", "1,2", "--parallel", "ring",
+                  "--link-gbps", "50")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)[0]["parallel"]
     assert [x["gpus"] for x in rows] == [1, 2] and rows[1]["kind"] == "ring" and rows[1]["link_gbps"] == 50
-    bad = run_process([sys.executable, "-m", "swifti2v", "bench", "cost", "--gpus", "0"])
+    bad = run_cli(capsys, "bench", "cost", "--gpus", "0")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--gpus" in bad.stderr

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, broadcast
 from torch.utils.data import DataLoader
 
@@ -138,10 +139,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
 
 def _teardown(acc: Accelerator) -> None:
     """Every rank leaves the same way: trackers closed, then the process group destroyed explicitly, so no
-    rank is left in a collective (or in a destructor) that a finished rank no longer joins."""
+    rank is left in a collective (or in a destructor) that a finished rank no longer joins. accelerate's
+    process-wide state goes too, so a later `train` in this process may choose another mixed precision."""
     acc.end_training()  # trackers finish; the default process group is destroyed
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    AcceleratorState._reset_state(reset_partial_state=True)  # private: accelerate has no public reset
 
 
 def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, latest: dict | None,
