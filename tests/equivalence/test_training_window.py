@@ -44,6 +44,25 @@ def test_every_training_window_equals_the_inference_window(blocks, m, n):
         assert torch.allclose(tw.target, noise[:, :, list(segment.blocks)] - z[:, :, list(segment.blocks)])
 
 
+def test_reference_neighbors_are_the_inference_window_after_a_stage2_that_added_nothing():
+    """A swapped sample's window is the one inference builds when the finished blocks are their z_ref blocks
+    (a Stage II that added no detail); the anchor stays the truth, the other sample is unchanged."""
+    g = torch.Generator().manual_seed(0)
+    z, z_ref, noise = (torch.randn(2, 4, 7, 2, 3, generator=g) for _ in range(3))
+    segment = plan_segments(7, 3, 1)[1]
+    z_ref[:, :, list(segment.blocks)] = z[:, :, list(segment.blocks)]  # as above: the same x0 either way
+    tw = training_window(z, z_ref, segment, torch.tensor([0.4, 0.4]), noise, torch.tensor([True, False]))
+    finished = z.clone()
+    finished[:, :, list(segment.neighbors)] = z_ref[:, :, list(segment.neighbors)]
+    for b, done in ((0, finished), (1, z)):
+        x, _, window = _inference_call(done[b : b + 1], z_ref[b : b + 1], noise[b : b + 1], 0.4, segment)
+        assert torch.equal(tw.x[b : b + 1], x) and torch.equal(tw.window.reference[b : b + 1], window.reference)
+    assert torch.equal(tw.x[0, :, 0], z[0, :, 0]), "the anchor is the input image's block either way"
+    n0 = plan_segments(7, 3, 0)[1]  # no neighbours: nothing to swap
+    assert torch.equal(training_window(z, z_ref, n0, torch.tensor([0.4, 0.4]), noise, torch.tensor([True, True])).x,
+                       training_window(z, z_ref, n0, torch.tensor([0.4, 0.4]), noise).x)
+
+
 def test_segments_drawn_for_training_are_exactly_the_inference_plan():
     g = torch.Generator().manual_seed(0)
     drawn = {pick_segment(21, 3, 1, g) for _ in range(300)}

@@ -107,6 +107,8 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     segment_blocks: int = 3  # M: noisy blocks per training window (as at inference)
     neighbor_blocks: int = 1  # N: clean previous blocks
+    reference_neighbors: float = 0.0  # share of windows whose N clean neighbours are their z_ref blocks, not the
+    # truth: at inference a neighbour is Stage II's own output, so true ones teach copying them, not the anchor
     sigma_sampling: Literal["logit_normal", "shifted_uniform"] = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
@@ -235,6 +237,8 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
         raise UserError(f"condition sigma range [{c.sigma_min}, {c.sigma_max}] must lie in [0, 1], min <= max")
     if cfg.segment_blocks < 1 or cfg.neighbor_blocks < 0:
         raise UserError("segment_blocks must be >= 1 and neighbor_blocks >= 0")
+    if not 0.0 <= cfg.reference_neighbors <= 1.0:
+        raise UserError(f"reference_neighbors {cfg.reference_neighbors} must be in [0, 1]")
     if cfg.task == "stage1-lora" and cfg.lora.rank < 1:
         raise UserError("stage1-lora needs lora.rank >= 1, e.g. --set lora.rank=32")
     lora_list(cfg.model.base_loras)  # each spelled as --lora takes it

@@ -3,7 +3,8 @@
 x_sigma = (1 - sigma) x0 + sigma eps, the model predicts the velocity eps - x0 (as the samplers use it).
 A Stage II window is [anchor (clean)] + [N neighbours (clean)] + [M noisy blocks], each with its z_ref
 block, temporal RoPE at the global block indices, timestep 0 on the clean blocks; the loss covers the
-noisy blocks only. The segment is drawn from the same `plan_segments` inference runs.
+noisy blocks only. The neighbours are the truth, or (`reference_neighbors`) their z_ref blocks. The
+segment is drawn from the same `plan_segments` inference runs.
 """
 
 from __future__ import annotations
@@ -48,11 +49,21 @@ class TrainingWindow:
         return self.x.shape[2] - self.target.shape[2]
 
 
-def training_window(z: Tensor, z_ref: Tensor, segment: Segment, sigma: Tensor, noise: Tensor) -> TrainingWindow:
-    """z, z_ref, noise: whole clips (B, C, F, h, w); sigma: (B,). The window inference builds for `segment`."""
+def training_window(z: Tensor, z_ref: Tensor, segment: Segment, sigma: Tensor, noise: Tensor,
+                    reference_neighbors: Tensor | None = None) -> TrainingWindow:
+    """z, z_ref, noise: whole clips (B, C, F, h, w); sigma: (B,). The window inference builds for `segment`.
+
+    reference_neighbors (B,) bool: those samples' clean neighbour blocks are their z_ref blocks (a neighbour
+    with no more detail than the reference), the anchor stays the truth.
+    """
     x0, eps = z[:, :, list(segment.blocks)], noise[:, :, list(segment.blocks)]
     s = sigma.view(-1, 1, 1, 1, 1).to(z)
     context = z[:, :, list(segment.context)]
+    if reference_neighbors is not None and segment.neighbors:
+        n = len(segment.neighbors)  # the neighbours come last in the context
+        swap = reference_neighbors.view(-1, 1, 1, 1, 1).to(z.device)
+        neighbors = torch.where(swap, z_ref[:, :, list(segment.neighbors)], context[:, :, -n:])
+        context = torch.cat([context[:, :, :-n], neighbors], dim=2)
     n_ctx, m = context.shape[2], x0.shape[2]
     frame_sigmas = torch.cat([sigma.new_zeros(len(sigma), n_ctx), sigma[:, None].expand(-1, m)], dim=1)
     return TrainingWindow(

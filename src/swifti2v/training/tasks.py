@@ -210,7 +210,8 @@ class Stage2Task:
         segment = pick_segment(z.shape[2], c.segment_blocks, c.neighbor_blocks, g)
         sigma = train_sigmas(c, z.shape[0], g)
         noise = torch.randn(z.shape, generator=g).to(z.device)
-        tw = training_window(z, z_ref, segment, sigma, noise)
+        swap = torch.rand(z.shape[0], generator=g) < c.reference_neighbors if c.reference_neighbors else None
+        tw = training_window(z, z_ref, segment, sigma, noise, swap)
         return window_loss(WanVelocity(self.model, text, runner=runner, prediction=self.prediction), tw)
 
     def export(self, state_dict: dict[str, torch.Tensor], path: Path) -> None:
