@@ -4,6 +4,10 @@ full measurement). Checkpoint folders are transformer folders (RUN/checkpoints/s
 RUN/final); "shipped" is the bundled model.
 
     python recipes/tiny/checkpoint_gain.py shipped outputs/tiny-cpu/s2/final [--photo-clips 2 --clips 1]
+        [--crops docs/figures/tiny_photo_crops.png --names "previous Stage II" "new Stage II"]
+
+--crops draws 1:1 crops of one frame of the first photograph clip: truth, bicubic, then each model with its
+PSNR on that frame.
 """
 
 import argparse
@@ -29,6 +33,10 @@ p.add_argument("checkpoints", nargs="+", help="'shipped', transformer folders of
 p.add_argument("--like", help="a transformer folder with the checkpoints' config.json (for RUN/checkpoints/step-N)")
 p.add_argument("--photo-clips", type=int, default=2)
 p.add_argument("--clips", type=int, default=1, help="held-out procedural clips")
+p.add_argument("--crops", help="PNG: 1:1 crops of --crop-frame of the first photograph clip")
+p.add_argument("--crop-frame", type=int, default=24)
+p.add_argument("--crop-size", type=int, nargs=2, default=(160, 240), metavar=("H", "W"))
+p.add_argument("--names", nargs="+", help="labels of the checkpoints in the crops (default: their paths)")
 a = p.parse_args()
 
 torch.set_grad_enabled(False)
@@ -54,6 +62,7 @@ def transformer_folder(path: str) -> str | None:
 models = {c: load_stage2(run.stage2.model, transformer_folder(c), True, device, torch.float32) for c in a.checkpoints}
 first = next(iter(models.values()))
 result = {}
+crops: list[tuple[str, torch.Tensor]] = []  # (label, (3, F, H, W) video) for --crops
 for name in ("photo", "procedural"):
     for i, clip in enumerate(heldout_clips(name, cfg)):
         text = text_encoder.encode(clip.caption, device)
@@ -63,9 +72,13 @@ for name in ("photo", "procedural"):
         base = frame_psnr(bicubic[:, 1:], truth[:, 1:]).mean().item()
         third = slice(1 + 2 * (truth.shape[1] - 1) // 3, None)
         row = {"caption": clip.caption, "bicubic": round(base, 3)}
+        if a.crops and name == "photo" and i == 0:
+            crops += [("truth", truth), ("bicubic", bicubic)]
         for c, model in models.items():
             for anchor in (True, False):
                 video = model.vae.decode(add_detail(model, z_ref, text, replace(run.stage2, anchor=anchor), 0))[0]
+                if a.crops and name == "photo" and i == 0 and anchor:
+                    crops.append((c, video))
                 gain = frame_psnr(video[:, 1:], truth[:, 1:]).mean().item() - base
                 last = (frame_psnr(video[:, third], truth[:, third]).mean()
                         - frame_psnr(bicubic[:, third], truth[:, third]).mean()).item()
@@ -80,3 +93,31 @@ for c in models:
     worst = min(r[c]["gain"] for r in result.values())
     print(f"{c}: photo gain {sum(photo) / len(photo):+.3f} dB, anchor (last third) {sum(anchor) / len(anchor):+.3f} "
           f"dB, worst clip {worst:+.3f} dB")
+
+
+def crop_sheet(videos: list[tuple[str, torch.Tensor]], frame: int, size: tuple[int, int], labels: list[str]):
+    """One frame of each video, a centred 1:1 crop, side by side, labelled with its PSNR on that frame."""
+    from PIL import Image, ImageDraw
+
+    truth = videos[0][1][:, frame]
+    h, w = size
+    top, left = (truth.shape[-2] - h) // 2, (truth.shape[-1] - w) // 2
+    sheet = Image.new("RGB", (w * len(videos), h))
+    for k, ((_, video), label) in enumerate(zip(videos, labels, strict=True)):
+        x = video[:, frame]
+        tile = ((x[:, top:top + h, left:left + w].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0)
+        sheet.paste(Image.fromarray(tile.numpy()), (k * w, 0))
+        if k:
+            label += f" {frame_psnr(x[:, None], truth[:, None]).item():.2f} dB"
+        draw = ImageDraw.Draw(sheet)
+        draw.rectangle((k * w, 0, k * w + 6 * len(label) + 4, 12), fill=(0, 0, 0))
+        draw.text((k * w + 2, 0), label, fill=(255, 255, 255))
+    return sheet
+
+
+if a.crops:
+    names = a.names or list(models)
+    if len(names) != len(models):
+        p.error(f"--names gives {len(names)} labels for {len(models)} checkpoints")
+    crop_sheet(crops, a.crop_frame, tuple(a.crop_size), ["truth", "bicubic", *names]).save(a.crops)
+    print(f"wrote {a.crops}")
