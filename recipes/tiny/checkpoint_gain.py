@@ -72,12 +72,13 @@ for name in ("photo", "procedural"):
         base = frame_psnr(bicubic[:, 1:], truth[:, 1:]).mean().item()
         third = slice(1 + 2 * (truth.shape[1] - 1) // 3, None)
         row = {"caption": clip.caption, "bicubic": round(base, 3)}
-        if a.crops and name == "photo" and i == 0:
+        keep = bool(a.crops) and name == "photo" and i == 0  # the clip --crops draws
+        if keep:
             crops += [("truth", truth), ("bicubic", bicubic)]
         for c, model in models.items():
             for anchor in (True, False):
                 video = model.vae.decode(add_detail(model, z_ref, text, replace(run.stage2, anchor=anchor), 0))[0]
-                if a.crops and name == "photo" and i == 0 and anchor:
+                if keep and anchor:
                     crops.append((c, video))
                 gain = frame_psnr(video[:, 1:], truth[:, 1:]).mean().item() - base
                 last = (frame_psnr(video[:, third], truth[:, third]).mean()
