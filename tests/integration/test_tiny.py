@@ -2,6 +2,7 @@
 a real video, and the fidelity benchmark runs end to end on a reduced set."""
 
 import json
+import math
 import sys
 
 import torch
@@ -67,6 +68,7 @@ def test_fidelity_benchmark_on_a_reduced_set(tmp_path):
     saved = {p.name for p in (tmp_path / "rows").iterdir()}
     assert {"truth.mp4", "input.png", "caption.txt", "bicubic-pixels-oracle.mp4"} <= saved and len(saved) == 13
     assert set(result["sets"]) == {"photo", "procedural"} and result["stage1_direction"]["clips"] == 1
+    assert math.isfinite(result["stage1_direction"]["reach"])
     for part in result["sets"].values():
         rows = {(r["row"], r["input"]): r for r in part["rows"]}
         assert len(rows) == 10
