@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -39,6 +39,7 @@ def workdir():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=4), command=st.sampled_from(
     ["generate", "plan", "refine"]))
+@example(pairs=[("--seed", "\n")], command="plan")  # argparse's own message quotes the value: still one line
 def test_any_arguments_end_in_exit_0_or_2(pairs, command, workdir, capsys):
     argv = [command, "--image", str(workdir / "ok.png"), "--prompt", "a test", "--out", str(workdir / "o.mp4"),
             "--motion", str(workdir / "missing.mp4"), *SMALL]

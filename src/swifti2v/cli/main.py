@@ -18,9 +18,14 @@ from swifti2v.presets import DEFAULT_PRESET, OVERRIDES, PRESETS, check_weights, 
 EXIT_USER_ERROR = 2
 
 
+def one_line(message: str) -> str:
+    """The message with its line breaks escaped, whatever a path or an argument holds."""
+    return message.replace("\n", "\\n").replace("\r", "\\r")
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
-        self.exit(EXIT_USER_ERROR, f"swifti2v: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USER_ERROR, f"swifti2v: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def _video_options(p: argparse.ArgumentParser, frames_help: str) -> None:
@@ -616,8 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = run(argv)
     except UserError as e:
-        message = str(e).replace("\n", "\\n").replace("\r", "\\r")  # one line, whatever a path holds
-        print(f"swifti2v: error: {message}", file=sys.stderr)
+        print(f"swifti2v: error: {one_line(str(e))}", file=sys.stderr)
         code = EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `swifti2v plan | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
