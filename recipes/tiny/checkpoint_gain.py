@@ -1,7 +1,8 @@
 """Stage II checkpoints against bicubic on held-out clips (oracle low-res input, the shipped CSG setting,
 with and without the anchor): the quick curve to follow while the recipe trains (`bench fidelity` is the
-full measurement). Checkpoint folders are transformer folders (RUN/checkpoints/step-N/... exported, or
-RUN/final); "shipped" is the bundled model.
+full measurement). Each checkpoint is a transformer folder (RUN/final, a bundle's transformer/), a training
+checkpoint (RUN/checkpoints/step-N with --like: its raw weights, or with --ema the average that a run with
+ema_decay > 0 keeps), or "shipped", the bundled model.
 
     python recipes/tiny/checkpoint_gain.py shipped outputs/tiny-cpu/s2/final [--photo-clips 2 --clips 1]
         [--crops docs/figures/tiny_photo_crops.png --names "previous Stage II" "new Stage II"]
@@ -18,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from diffusers import WanTransformer3DModel
+from safetensors.torch import save_file
 
 from swifti2v.bench.fidelity import FidelityConfig, heldout_clips, pixel_bicubic
 from swifti2v.eval.metrics import frame_psnr
@@ -26,11 +29,14 @@ from swifti2v.presets import get_preset
 from swifti2v.stage2 import add_detail
 from swifti2v.training.conditions import ConditionModels, condition_reference
 from swifti2v.training.config import ConditionConfig
+from swifti2v.training.engine import ema_state_dict
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("checkpoints", nargs="+", help="'shipped', transformer folders of trained concat refiners, or "
                "training checkpoints (RUN/checkpoints/step-N, with --like)")
 p.add_argument("--like", help="a transformer folder with the checkpoints' config.json (for RUN/checkpoints/step-N)")
+p.add_argument("--ema", action="store_true", help="training checkpoints: their EMA weights (ema_decay > 0), not the "
+               "raw ones")
 p.add_argument("--photo-clips", type=int, default=2)
 p.add_argument("--clips", type=int, default=1, help="held-out procedural clips")
 p.add_argument("--crops", help="PNG: 1:1 crops of --crop-frame of the first photograph clip")
@@ -55,7 +61,13 @@ def transformer_folder(path: str) -> str | None:
         return path
     folder = Path(tempfile.mkdtemp()) / step.name
     shutil.copytree(a.like, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
-    (folder / "diffusion_pytorch_model.safetensors").symlink_to((step / "model.safetensors").resolve())
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if a.ema:
+        names = [n for n, _ in WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(a.like))
+                 .named_parameters()]
+        save_file(ema_state_dict(step, names), str(weights))
+    else:
+        weights.symlink_to((step / "model.safetensors").resolve())
     return str(folder)
 
 

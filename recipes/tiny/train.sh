@@ -4,8 +4,9 @@
 # Runs in pieces: every phase resumes from its last checkpoint in RUN_DIR, so re-running the script
 # continues where the last piece stopped. MINUTES caps each phase's wall time per piece (0 = none),
 # PHASE2_MINUTES the stage-transition phase's. Steps per phase: STAGE1_STEPS, PHASE1_STEPS, PHASE2_STEPS.
-# EXTRA is passed to every `swifti2v train`; on a GPU machine, e.g.
+# EXTRA is passed to every `swifti2v train`, S1_EXTRA to Stage I's, S2_EXTRA to Stage II's; on a GPU, e.g.
 #   EXTRA="--set mixed_precision=bf16 --set data.num_workers=7" S1_BATCH=32 S2_BATCH=16
+# PHASE2_STEPS=0 skips phase 2 and bundles phase 1's Stage II.
 # FROM=BUNDLE starts from a bundle's trained weights instead of the random init (a new machine without
 # the last run's checkpoints); ZERO_HEAD=1 then zeroes its Stage II output projection (Stage II restarts as
 # z_ref itself, as build_base's does). S2_SIZE sets the Stage II crop (default 256; 128 on a CPU).
@@ -23,13 +24,15 @@ S1_BATCH=${S1_BATCH:-4}
 S2_BATCH=${S2_BATCH:-4}
 S2_SIZE=${S2_SIZE:-256}
 EXTRA=${EXTRA:-}
+S1_EXTRA=${S1_EXTRA:-}
+S2_EXTRA=${S2_EXTRA:-}
 BUNDLE=${BUNDLE:-src/swifti2v/weights/tiny}
 PYTHON=${PYTHON:-python}
 SWIFTI2V=${SWIFTI2V:-swifti2v}
-S1="$SWIFTI2V train stage1 --config configs/train/tiny-stage1.toml --set batch_size=$S1_BATCH --resume $EXTRA"
+S1="$SWIFTI2V train stage1 --config configs/train/tiny-stage1.toml --set batch_size=$S1_BATCH --resume $EXTRA $S1_EXTRA"
 S2="$SWIFTI2V train stage2 --config configs/train/tiny-stage2.toml --set batch_size=$S2_BATCH \
     --set data.height=$S2_SIZE --set data.width=$S2_SIZE \
-    --set model.stage2=$RUN/base/stage2 --resume $EXTRA"
+    --set model.stage2=$RUN/base/stage2 --resume $EXTRA $S2_EXTRA"
 
 both() {  # run two commands side by side; fail if either fails
   bash -c "$1" & local a=$!
@@ -58,12 +61,16 @@ both "$S1 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage1 --max-ste
 
 # 2. From phase 1, the same number of steps two ways: stage-transition references made by the trained
 #    tiny Stage I (the shipped model) || oracle references again (the no-stage-transition ablation).
-rm -rf "$RUN/stage1-bundle"
-$PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
-PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS \
-        --set max_minutes=$PHASE2_MINUTES"
-both "$S2 $PHASE2 --set model.stage1=$RUN/stage1-bundle --set condition.kind=stage1 --output-dir $RUN/stage2" \
-     "$S2 $PHASE2 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage2-no-transition"
+STAGE2=$RUN/stage2-oracle/final
+if [ "$PHASE2_STEPS" -gt 0 ]; then
+  rm -rf "$RUN/stage1-bundle"
+  $PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
+  PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS \
+          --set max_minutes=$PHASE2_MINUTES"
+  both "$S2 $PHASE2 --set model.stage1=$RUN/stage1-bundle --set condition.kind=stage1 --output-dir $RUN/stage2" \
+       "$S2 $PHASE2 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage2-no-transition"
+  STAGE2=$RUN/stage2/final
+fi
 
 # 3. Bundle into the package.
-$PYTHON recipes/tiny/assemble.py --base $RUN/base --stage1 $RUN/stage1/final --stage2 $RUN/stage2/final --out $BUNDLE
+$PYTHON recipes/tiny/assemble.py --base $RUN/base --stage1 $RUN/stage1/final --stage2 $STAGE2 --out $BUNDLE

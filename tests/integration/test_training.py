@@ -17,7 +17,7 @@ from conftest import free_port, run_cli, run_process
 from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
 from swifti2v.models.lora import fuse_lora_file
 from swifti2v.training.config import load_train_config
-from swifti2v.training.engine import train
+from swifti2v.training.engine import ema_state_dict, train
 from swifti2v.training.prepare import prepare_data
 
 FAST = ["mixed_precision=\"no\"", "tracker=none", "optim.lr=3e-3", "data.cache_dtype=fp32"]
@@ -85,6 +85,21 @@ def test_resume_reaches_the_uninterrupted_weights(cache, tmp_path):
     la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert la == pytest.approx(lb, rel=1e-5)  # same batches, same noise, step for step
+
+
+def test_ema_added_on_resume_is_what_the_export_holds(cache, tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(run, "save_every=3", data__cache=str(cache), max_steps=3))
+    train(_cfg(run, "save_every=5", "ema_decay=0.9", data__cache=str(cache), max_steps=5), resume=True)
+    names = [n for n, _ in load_stage2(DEBUG_RANDOM, None, True, torch.device("cpu"), torch.float32)
+             .transformer.named_parameters()]
+    ema = ema_state_dict(run / "checkpoints" / "step-0000005", names)
+    exported = load_stage2(DEBUG_RANDOM, str(run / "final"), True, torch.device("cpu"), torch.float32).transformer
+    for name, p in exported.named_parameters():
+        assert torch.allclose(p, ema[name].to(torch.bfloat16).float()), name
+    raw, start = _weights(run), load_file(str(run / "checkpoints" / "step-0000003" / "model.safetensors"))
+    moved = [n for n in names if not torch.equal(raw[n], start[n])]
+    assert moved and all(not torch.equal(ema[n], raw[n]) for n in moved)  # the average lags the last step
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_an_export_then_resume_continues(cache, tmp_path):

@@ -302,7 +302,7 @@ def to_markdown(result: dict) -> str:
     d = result["stage1_direction"]
     lines += [f"Stage I direction accuracy on {d['clips']} held-out pan clips: {d['stage1']:.0%} "
               f"(ground truth through the same measurement: {d['ground_truth']:.0%}; chance: 12.5%); it moves "
-              f"{d['reach']:.0%} as far as the truth along the truth's direction.", "",
+              f"{round(d['reach'], 3) + 0.0:.1%} as far as the truth along the truth's direction.", "",  # no "-0%"
               "| bar | measured | met |", "|---|---|---|"]
     lines += [f"| {k} | {v['value']:.3f} | {'yes' if v['met'] else 'no'} |" for k, v in result["bars"].items()]
     return "\n".join(lines) + "\n"

@@ -83,14 +83,32 @@ def save_ema(ema, path: Path, state: dict) -> None:
     state["ema_step"] = ema.optimization_step
 
 
-def load_ema(ema, path: Path, state: dict) -> None:
+def load_ema(ema, path: Path, state: dict, params: list[torch.Tensor]) -> None:
+    """The checkpoint's EMA; one saved without EMA (ema_decay set on --resume) starts it at the resumed weights."""
     from safetensors.torch import load_file
 
+    if not (path / "ema.safetensors").is_file():
+        log.info("%s has no EMA weights: the EMA starts from the resumed weights", path.name)
+        with torch.no_grad():
+            for shadow, p in zip(ema.shadow_params, params, strict=True):
+                shadow.copy_(p)
+        return
     saved = load_file(str(path / "ema.safetensors"))
     with torch.no_grad():
         for i, p in enumerate(ema.shadow_params):
             p.copy_(saved[str(i)])
     ema.optimization_step = state["ema_step"]
+
+
+def ema_state_dict(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """A checkpoint's EMA weights by parameter name; `names`: the trained parameters' names in the model's
+    order (every parameter of a full fine-tune), which is the order the EMA was built in."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path / "ema.safetensors"))
+    if len(saved) != len(names):
+        raise ValueError(f"{path}/ema.safetensors holds {len(saved)} tensors for {len(names)} parameter names")
+    return {name: saved[str(i)] for i, name in enumerate(names)}
 
 
 def weight_digest(acc: Accelerator, params: list[torch.Tensor]) -> list[list[float]]:
@@ -175,7 +193,7 @@ def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, la
         acc.load_state(str(ckpts.root / latest["dir"]))
         step = latest["step"]
         if ema is not None:
-            load_ema(ema, ckpts.root / latest["dir"], latest)
+            load_ema(ema, ckpts.root / latest["dir"], latest, params)
         log.info("resumed from %s at step %d", latest["dir"], step)
     if acc.is_main_process:
         atomic_write_json(out / "run.json", {"training": cfg.to_dict(), "processes": acc.num_processes,
