@@ -44,7 +44,7 @@ g = torch.Generator().manual_seed(0)
 
 
 @torch.no_grad()
-def reach() -> tuple[float, float]:
+def reach() -> tuple[tuple[float, float], float]:
     model.eval()
     latents = generate_motion(stage1, image, text, run.stage1, run.video, run.seed, s.device)
     frames = torch.cat(list(decoded_windows(stage1.vae, latents)), dim=2)[0].cpu()
