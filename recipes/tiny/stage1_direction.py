@@ -2,9 +2,17 @@
 as `bench fidelity` measures it — the quick curve to follow while Stage I trains — and how much the caption
 changes its first denoising step ("caption spread": the x0 predictions from pure noise, sigma = 1, for the same
 held-out image under the 8 pan captions, their mean distance to their mean over the mean's norm; 0 = the
-caption is ignored).
+caption is ignored) and whether it denoises at all ("x0 error over input error" at sigma 0.1 and 0.5: the mean
+squared error of its x0 prediction from a noised held-out clip, over that of the noisy input itself; a denoiser
+is below 1, a model that ignores its input and repeats the first frame is far above 1 at sigma 0.1) and whether
+the stage-transition references it makes keep the clip's motion ("transition reach": the reach of Stage I's light
+denoising of the held-out pans, `condition.kind = "stage1"` as Stage II training makes it, 1 = the truth's).
 
     python recipes/tiny/stage1_direction.py shipped outputs/tiny-cpu/s1/checkpoints/step-0000500 [--clips 8]
+    python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition
+
+--gate (one checkpoint): exit status 1 when the transition reach is below 0.8 — Stage II trained on references
+that have lost the motion learns to ignore its reference; train.sh then skips the stage-transition phase.
 
 A checkpoint is 'shipped' (the bundled Stage I), a training checkpoint folder (accelerate's
 model.safetensors) or a transformer folder.
@@ -19,16 +27,24 @@ from safetensors.torch import load_file
 
 from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
 from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip
+from swifti2v.eval.metrics import phase_correlation, reach
 from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
+from swifti2v.reference import decoded_windows
 from swifti2v.sampling.noise import clip_noise
 from swifti2v.stage1 import stage1_velocity
-from swifti2v.training.conditions import to_image
+from swifti2v.training.conditions import lightly_denoise, to_image
+from swifti2v.training.config import ConditionConfig
+
+GATE_REACH = 0.8
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("checkpoints", nargs="+")
 p.add_argument("--clips", type=int, default=8, help="held-out pan clips")
+p.add_argument("--gate", action="store_true", help=f"exit 1 if the transition reach is below {GATE_REACH}")
 a = p.parse_args()
+if a.gate and len(a.checkpoints) != 1:
+    p.error("--gate takes one checkpoint")
 
 torch.set_grad_enabled(False)
 run = get_preset("tiny")
@@ -59,9 +75,50 @@ def caption_spread() -> float:
     return float((x0 - mean).flatten(1).norm(dim=1).mean() / mean.norm())
 
 
+def denoising(sigma: float, clips: int = 4) -> float:
+    g, ratios = torch.Generator().manual_seed(0), []
+    for i in range(clips):
+        clip = heldout_clip(10_000 + i, "camera", run.video.height, run.video.width, run.video.frames)
+        z = comps.stage1.vae.encode(clip.low[None].to(s.device))
+        x = (1 - sigma) * z + sigma * torch.randn(z.shape, generator=g).to(z.device)
+        velocity = stage1_velocity(comps.stage1, to_image(clip.low[:, 0]), comps.text.encode(clip.caption, s.device),
+                                   run.video.frames, s.device)
+        x0 = x - sigma * velocity(x, torch.full((1,), sigma))
+        ratios.append(float((x0 - z).pow(2).mean() / (x - z).pow(2).mean()))
+    return sum(ratios) / len(ratios)
+
+
+def pans(count: int):
+    index = 0
+    while count:
+        clip = heldout_clip(10_000 + index, "camera", run.video.height, run.video.width, run.video.frames)
+        index += 1
+        if clip.motion == "pan":
+            count -= 1
+            yield clip
+
+
+def transition_reach() -> float:
+    g, reached = torch.Generator().manual_seed(0), []
+    for clip in pans(a.clips):
+        text = comps.text.encode(clip.caption, s.device)
+        latents = lightly_denoise(clip.low[None], text, comps.stage1, ConditionConfig(), g)
+        frames = torch.cat(list(decoded_windows(comps.stage1.vae, latents)), dim=2)[0].cpu()
+        truth = phase_correlation(clip.low[:, 0], clip.low[:, -1])
+        reached.append(reach(phase_correlation(frames[:, 0], frames[:, -1]), truth))
+    return sum(reached) / len(reached)
+
+
 result = {}
 for c in a.checkpoints:
     transformer.load_state_dict(weights(c), strict=True)
     d = direction_accuracy(comps, run, FidelityConfig(direction_clips=a.clips), s.device, lambda *_: None)
-    result[c] = {k: round(v, 3) for k, v in d.items()} | {"caption_spread": round(caption_spread(), 4)}
+    result[c] = {k: round(v, 3) for k, v in d.items()} | {"caption_spread": round(caption_spread(), 4)} | {
+        f"x0_over_input_error_sigma{sigma}": round(denoising(sigma), 2) for sigma in (0.1, 0.5)} | {
+        "transition_reach": round(transition_reach(), 3)}
     print(c, json.dumps(result[c]), flush=True)
+kept = result[a.checkpoints[0]]["transition_reach"] + 0.0  # no "-0%"
+if a.gate and kept < GATE_REACH:
+    print(f"{a.checkpoints[0]}: its stage-transition references keep {kept:.0%} of the clips' motion "
+          f"(< {GATE_REACH:.0%}); not fit to make Stage II's training conditions", flush=True)
+    raise SystemExit(1)

@@ -6,7 +6,8 @@
 # PHASE2_MINUTES the stage-transition phase's. Steps per phase: STAGE1_STEPS, PHASE1_STEPS, PHASE2_STEPS.
 # EXTRA is passed to every `swifti2v train`, S1_EXTRA to Stage I's, S2_EXTRA to Stage II's; on a GPU, e.g.
 #   EXTRA="--set mixed_precision=bf16 --set data.num_workers=7" S1_BATCH=32 S2_BATCH=16
-# PHASE2_STEPS=0 skips phase 2 and bundles phase 1's Stage II.
+# PHASE2_STEPS=0 skips phase 2 and bundles phase 1's Stage II (as does a Stage I whose stage-transition
+# references lose the clips' motion: recipes/tiny/stage1_direction.py --gate).
 # FROM=BUNDLE starts from a bundle's trained weights instead of the random init (a new machine without
 # the last run's checkpoints); ZERO_HEAD=1 then zeroes its Stage II output projection (Stage II restarts as
 # z_ref itself, as build_base's does). S2_SIZE sets the Stage II crop (default 256; 128 on a CPU).
@@ -61,8 +62,12 @@ both "$S1 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage1 --max-ste
 
 # 2. From phase 1, the same number of steps two ways: stage-transition references made by the trained
 #    tiny Stage I (the shipped model) || oracle references again (the no-stage-transition ablation).
+#    Only with a Stage I whose light denoising keeps the clips' motion (stage1_direction.py --gate): Stage II
+#    trained on references that lost the motion would learn to ignore its reference.
 STAGE2=$RUN/stage2-oracle/final
-if [ "$PHASE2_STEPS" -gt 0 ]; then
+if [ "$PHASE2_STEPS" -gt 0 ] && ! $PYTHON recipes/tiny/stage1_direction.py "$RUN/stage1/final" --gate; then
+  echo "phase 2 skipped: Stage I's stage-transition references lose the motion; bundling phase 1's Stage II" >&2
+elif [ "$PHASE2_STEPS" -gt 0 ]; then
   rm -rf "$RUN/stage1-bundle"
   $PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
   PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS \

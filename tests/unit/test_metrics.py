@@ -9,6 +9,7 @@ from swifti2v.eval.metrics import (
     frame_psnr,
     frame_ssim,
     phase_correlation,
+    reach,
     same_direction,
     seam_score,
     summarise,
@@ -54,3 +55,5 @@ def test_phase_correlation_recovers_a_shift_and_direction():
     assert abs(dx - 5) < 0.1 and abs(dy + 3) < 0.1
     assert same_direction((dx, dy), (5, -3)) and not same_direction((dx, dy), (-1, 0))
     assert not same_direction((0.1, 0.0), (1, 0))
+    assert abs(reach((dx, dy), (10, -6)) - 0.5) < 0.02  # half as far, the same way
+    assert reach((0.0, 0.0), (5, -3)) == 0 and reach((-5, 3), (5, -3)) == -1

@@ -35,7 +35,14 @@ import torch
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import SyntheticClip, heldout_clip, sample_at
-from swifti2v.eval.metrics import detail_retention, flicker, phase_correlation, same_direction, summarise
+from swifti2v.eval.metrics import (
+    detail_retention,
+    flicker,
+    phase_correlation,
+    reach,
+    same_direction,
+    summarise,
+)
 from swifti2v.media import VideoWriter, to_uint8
 from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
@@ -207,7 +214,7 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
     """Share of held-out pan clips whose Stage I motion (and, as a check, whose truth) moves as captioned, and
     how far Stage I moves: the mean of its first-to-last-frame shift projected on the truth's, over the truth's."""
     hits = truth_hits = n = index = 0
-    reach = 0.0
+    reached = 0.0
     while n < cfg.direction_clips:
         clip = heldout_clip(10_000 + index, "camera", run.video.height, run.video.width, run.video.frames)
         index += 1
@@ -221,11 +228,11 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
         truth = phase_correlation(clip.low[:, 0], clip.low[:, -1])
         hits += same_direction(shift, clip.shift)
         truth_hits += same_direction(truth, clip.shift)
-        reach += (shift[0] * truth[0] + shift[1] * truth[1]) / max(truth[0] ** 2 + truth[1] ** 2, 1e-6)
+        reached += reach(shift, truth)
         n += 1
         progress("stage1 direction", n, cfg.direction_clips)
     return {"clips": n, "stage1": hits / max(n, 1), "ground_truth": truth_hits / max(n, 1),
-            "reach": reach / max(n, 1)}
+            "reach": reached / max(n, 1)}
 
 
 def bars(result: dict, shipped_steps: int) -> dict[str, dict]:

@@ -105,6 +105,12 @@ def same_direction(shift: tuple[float, float], expected: tuple[float, float], ma
     return abs((angle + math.pi) % (2 * math.pi) - math.pi) <= math.radians(max_degrees)
 
 
+def reach(shift: tuple[float, float], truth: tuple[float, float]) -> float:
+    """How far a measured shift goes along the true one, over the true one's length: 1 = as far as the truth,
+    0 = static (or sideways), negative = the other way."""
+    return (shift[0] * truth[0] + shift[1] * truth[1]) / max(truth[0] ** 2 + truth[1] ** 2, 1e-6)
+
+
 # --- detail -------------------------------------------------------------------------------------------------
 
 
