@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
-from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip
+from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip, heldout_pans
 from swifti2v.eval.metrics import phase_correlation, reach
 from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
@@ -88,19 +88,9 @@ def denoising(sigma: float, clips: int = 4) -> float:
     return sum(ratios) / len(ratios)
 
 
-def pans(count: int):
-    index = 0
-    while count:
-        clip = heldout_clip(10_000 + index, "camera", run.video.height, run.video.width, run.video.frames)
-        index += 1
-        if clip.motion == "pan":
-            count -= 1
-            yield clip
-
-
 def transition_reach() -> float:
     g, reached = torch.Generator().manual_seed(0), []
-    for clip in pans(a.clips):
+    for clip in heldout_pans(a.clips, run.video.height, run.video.width, run.video.frames):
         text = comps.text.encode(clip.caption, s.device)
         latents = lightly_denoise(clip.low[None], text, comps.stage1, ConditionConfig(), g)
         frames = torch.cat(list(decoded_windows(comps.stage1.vae, latents)), dim=2)[0].cpu()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
-from swifti2v.data.synthetic import PAN_DIRECTIONS, downsample_frames, heldout_clip, render_shots, still
+from swifti2v.data.synthetic import PAN_DIRECTIONS, downsample_frames, heldout_pans, render_shots, still
 from swifti2v.eval.metrics import phase_correlation, reach, same_direction
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.pipeline import load_components, setup
@@ -74,7 +74,7 @@ def pan(big: torch.Tensor, name: str) -> Pan:
 
 def training_pans() -> list[Pan]:
     if a.directions == 0:
-        clip = next(c for i in range(100) if (c := heldout_clip(10_000 + i, "camera", H, W, F)).motion == "pan")
+        clip = next(heldout_pans(1, H, W, F))
         return [Pan(clip.low, clip.caption)]
     margin = int(a.speed * F) + 8
     size = (H + 2 * margin + K - 1) // K * K, (W + 2 * margin + K - 1) // K * K

@@ -11,6 +11,7 @@ from swifti2v.data.synthetic import (
     camera_clip,
     downsample_frames,
     heldout_clip,
+    heldout_pans,
     make_clip,
     sprite_clip,
 )
@@ -69,3 +70,11 @@ def test_dataset_items_and_held_out_range():
         SyntheticClips(10, 64, 96, 9, seed0=HELDOUT_SEED - 5)
     with pytest.raises(UserError, match="unknown"):
         SyntheticClips(4, 64, 96, 9, kinds=("fireworks",))
+
+
+def test_heldout_pans_are_the_first_held_out_camera_clips_that_pan():
+    pans = list(heldout_pans(3, 64, 96, 9))
+    expected = [c for i in range(20) if (c := heldout_clip(10_000 + i, "camera", 64, 96, 9)).motion == "pan"][:3]
+    assert len(pans) == 3 and all(p.motion == "pan" and p.shift is not None for p in pans)
+    assert [p.caption for p in pans] == [c.caption for c in expected]
+    assert all(torch.equal(p.frames, c.frames) for p, c in zip(pans, expected, strict=True))

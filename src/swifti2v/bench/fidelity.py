@@ -34,7 +34,7 @@ import torch
 
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
-from swifti2v.data.synthetic import SyntheticClip, heldout_clip, sample_at
+from swifti2v.data.synthetic import SyntheticClip, heldout_clip, heldout_pans, sample_at
 from swifti2v.eval.metrics import (
     detail_retention,
     flicker,
@@ -213,13 +213,9 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
                        progress: Progress) -> dict:
     """Share of held-out pan clips whose Stage I motion (and, as a check, whose truth) moves as captioned, and
     how far Stage I moves: the mean of its first-to-last-frame shift projected on the truth's, over the truth's."""
-    hits = truth_hits = n = index = 0
+    hits = truth_hits = n = 0
     reached = 0.0
-    while n < cfg.direction_clips:
-        clip = heldout_clip(10_000 + index, "camera", run.video.height, run.video.width, run.video.frames)
-        index += 1
-        if clip.motion != "pan":
-            continue
+    for clip in heldout_pans(cfg.direction_clips, run.video.height, run.video.width, run.video.frames):
         image = to_image(clip.low[:, 0])
         text = comps.text.encode(clip.caption, device)
         z = generate_motion(comps.stage1, image, text, run.stage1, run.video, run.seed + n, device)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -391,6 +391,17 @@ def make_clip(seed: int, kind: str, height: int, width: int, frames: int, downsc
 def heldout_clip(index: int, kind: str, height: int, width: int, frames: int, downscale: int = 4) -> SyntheticClip:
     """Held-out clip `index` of `kind`: a seed and photographs training never uses."""
     return make_clip(HELDOUT_SEED + index, kind, height, width, frames, downscale, split="heldout")
+
+
+def heldout_pans(count: int, height: int, width: int, frames: int) -> Iterator[SyntheticClip]:
+    """The first `count` held-out camera clips that pan (the direction benchmarks' clips, in order)."""
+    index = 0
+    while count > 0:
+        clip = heldout_clip(10_000 + index, "camera", height, width, frames)
+        index += 1
+        if clip.motion == "pan":
+            count -= 1
+            yield clip
 
 
 class SyntheticClips(Dataset):
