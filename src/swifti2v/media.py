@@ -8,6 +8,7 @@ complete, so the final name never holds a half-written file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import warnings
@@ -117,9 +118,26 @@ def _decode(path: str | Path, flag: str, convert) -> tuple[list, float, tuple[in
 
 # x264's output depends on its thread count, which by default follows the CPUs this process may use: the
 # same frames gave different mp4 bytes on 1 and 2 cores. A fixed count makes the bytes a function of the
-# frames and settings alone (any machine, any load, a resumed run). 8 threads encode as fast as the auto
-# count on 2 cores and still spread over a GPU machine's many.
+# frames and settings alone (any load, a resumed run). 8 threads encode as fast as the auto count on 2
+# cores and still spread over a GPU machine's many.
 ENCODER_THREADS = 8
+
+# x264's AVX-512 code was not deterministic on an AVX-512 machine: the same frames, one encoder thread,
+# gave other bytes in 0-17% of encodes under CPU load (its macroblock-tree rate control: off, or with the
+# AVX-512 code left out, 0 of 1,200). Its AVX2 code gives the same size and quality at the same speed, so
+# on such machines the writer names x264's CPU features itself, AVX-512 left out.
+X264_WITHOUT_AVX512 = "MMX2,SSE2Fast,SSSE3,SSE4.2,AVX,FMA3,LZCNT,BMI2,AVX2"
+_NEEDS = {"avx512f", "avx2", "fma", "bmi2", "abm"}  # /proc/cpuinfo's names; abm includes LZCNT
+
+
+@functools.cache
+def x264_params(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """{"x264-params": ...} that keeps x264 off its AVX-512 code where the CPU has it, else {}."""
+    try:
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return {}
+    return {"x264-params": f"asm={X264_WITHOUT_AVX512}"} if set(flags.split()) >= _NEEDS else {}
 
 
 class VideoWriter:
@@ -150,7 +168,7 @@ class VideoWriter:
                 self._stream.height, self._stream.width = rgb.shape[:2]
                 self._stream.pix_fmt = "yuv420p"
                 self._stream.thread_count = ENCODER_THREADS  # fixed, not the CPU count: see ENCODER_THREADS
-                self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+                self._stream.options = {"crf": str(self.crf), "preset": "medium", **x264_params()}
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 self._container.mux(packet)
             self.frames_written += 1
