@@ -10,6 +10,7 @@ denoising of the held-out pans, `condition.kind = "stage1"` as Stage II training
 
     python recipes/tiny/stage1_direction.py shipped outputs/tiny-cpu/s1/checkpoints/step-0000500 [--clips 8]
     python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition
+    python recipes/tiny/stage1_direction.py shipped DIR --prediction x0-skip  # outputs read as x0-skip
 
 --gate (one checkpoint): exit status 1 when the transition reach is below 0.8 — Stage II trained on references
 that have lost the motion learns to ignore its reference; train.sh then skips the stage-transition phase.
@@ -28,6 +29,7 @@ from safetensors.torch import load_file
 from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
 from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip, heldout_pans
 from swifti2v.eval.metrics import phase_correlation, reach
+from swifti2v.models.components import PREDICTIONS
 from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
 from swifti2v.reference import decoded_windows
@@ -42,6 +44,7 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("checkpoints", nargs="+")
 p.add_argument("--clips", type=int, default=8, help="held-out pan clips")
 p.add_argument("--gate", action="store_true", help=f"exit 1 if the transition reach is below {GATE_REACH}")
+p.add_argument("--prediction", choices=PREDICTIONS, help="read the checkpoints' outputs so (default: the bundle's)")
 a = p.parse_args()
 if a.gate and len(a.checkpoints) != 1:
     p.error("--gate takes one checkpoint")
@@ -51,6 +54,8 @@ run = get_preset("tiny")
 s = setup(run)
 comps = load_components(s, with_stage1=True)
 transformer = comps.stage1.transformer
+if a.prediction:
+    comps.stage1.prediction = a.prediction
 shipped = {k: v.clone() for k, v in transformer.state_dict().items()}
 
 

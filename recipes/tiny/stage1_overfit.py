@@ -12,12 +12,15 @@ A learnability check, not a way to train: a model that cannot memorise a few pan
 --directions 0 (the default) trains on the first held-out pan (its own speed and direction); D > 0 pans each of
 --images training stills (collages and photographs, as the bank's) in D directions at --speed pixels per frame.
 --heldout K also measures direction accuracy on K held-out pans (`bench fidelity`'s measure: generalisation).
+--prediction x0-skip trains the bundled weights to output x0 with the skip from the noisy input (models/adapter.py);
+--save DIR keeps the result for `stage1_direction.py DIR --prediction ...` (denoising, transition reach).
 """
 
 import argparse
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +28,8 @@ import torch
 from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
 from swifti2v.data.synthetic import PAN_DIRECTIONS, downsample_frames, heldout_pans, render_shots, still
 from swifti2v.eval.metrics import phase_correlation, reach, same_direction
-from swifti2v.models.adapter import WanVelocity
+from swifti2v.models.adapter import PREDICTION_FILE, WanVelocity
+from swifti2v.models.components import PREDICTIONS
 from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
 from swifti2v.reference import decoded_windows
@@ -44,12 +48,15 @@ p.add_argument("--images", type=int, default=1, help="training stills, each pann
 p.add_argument("--speed", type=float, default=2.0, help="pan speed, pixels per frame at the output size")
 p.add_argument("--eval-clips", type=int, default=8, help="training pans sampled at each report")
 p.add_argument("--heldout", type=int, default=0, help="held-out pans for direction accuracy at each report")
+p.add_argument("--prediction", choices=PREDICTIONS, help="what the model outputs (default: the bundle's)")
+p.add_argument("--save", type=Path, help="write the trained transformer here (for stage1_direction.py)")
 a = p.parse_args()
 
 run = get_preset("tiny")
 s = setup(run)
 comps = load_components(s, with_stage1=True)
 stage1 = comps.stage1
+stage1.prediction = a.prediction or stage1.prediction
 H, W, F, K = run.video.height, run.video.width, run.video.frames, 4  # Stage I works at 1/4
 
 
@@ -138,3 +145,6 @@ for step in range(1, a.steps + 1):
     losses.append(loss.item())
     if step % a.every == 0:
         report(step, losses[-a.every:], start)
+if a.save:
+    model.save_pretrained(a.save)
+    (a.save / PREDICTION_FILE).write_text(json.dumps({"prediction": stage1.prediction}))

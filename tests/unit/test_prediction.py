@@ -36,6 +36,24 @@ def test_x0_model_velocity_and_one_euler_step(stage2_concat):
     assert torch.allclose(x0, (window.reference + raw)[:, :, 2:], atol=1e-5)
 
 
+def test_x0_skip_reads_the_noisy_input_at_low_noise_and_the_guess_at_pure_noise(stage2_concat):
+    """"x0-skip": x0 = DiT output + g + k (x - (1 - s) g), k = (1 - s) / ((1 - s)^2 + s^2): the guess g at s = 1,
+    the input itself at s = 0, the least-squares blend for a unit-variance departure from g between."""
+    z, z_ref, noise, segment = _window(stage2_concat, 2)
+    text = torch.zeros(2, 512, 32)
+    raw_model = WanVelocity(stage2_concat.transformer, text)
+    skip_model = WanVelocity(stage2_concat.transformer, text, prediction="x0-skip")
+    window = Window(segment.positions, z_ref[:, :, list(segment.positions)])
+    g = window.reference
+    for s in (1.0, 0.5, 0.1):
+        sigma = torch.tensor([0.0, 0.0, s, s, s])
+        x = torch.cat([z[:, :, list(segment.context)], ((1 - s) * z + s * noise)[:, :, list(segment.blocks)]], dim=2)
+        x0 = x - sigma.view(1, 1, -1, 1, 1) * skip_model(x, sigma, window)
+        k = (1 - s) / ((1 - s) ** 2 + s**2)
+        expected = raw_model(x, sigma, window) + g + k * (x - (1 - s) * g)
+        assert torch.allclose(x0[:, :, 2:], expected[:, :, 2:], atol=1e-4), s
+
+
 def test_x0_loss_is_the_x0_mse(stage2_concat):
     z, z_ref, noise, segment = _window(stage2_concat, 1)
     text = torch.zeros(2, 512, 32)
@@ -53,6 +71,8 @@ def test_prediction_file(tmp_path):
     assert read_prediction(tmp_path) == "velocity"
     (tmp_path / "swifti2v.json").write_text(json.dumps({"prediction": "x0", "training": {}}))
     assert read_prediction(tmp_path) == "x0"
+    (tmp_path / "swifti2v.json").write_text(json.dumps({"prediction": "x0-skip"}))
+    assert read_prediction(tmp_path) == "x0-skip"
     (tmp_path / "swifti2v.json").write_text(json.dumps({"prediction": "eps"}))
     with pytest.raises(UserError, match="eps"):
         read_prediction(tmp_path)

@@ -54,7 +54,7 @@ class WanVelocity:
     transformer_2: WanTransformer3DModel | None = None  # low-noise expert of a Wan2.2 A14B pair
     boundary_sigma: float | None = None  # use `transformer` at sigma >= boundary, else transformer_2
     runner: nn.Module | None = None  # what to call instead of `transformer` (a DDP/FSDP wrapper of it)
-    prediction: str = "velocity"  # or "x0" (a residual on the conditioning's guess)
+    prediction: str = "velocity"  # or "x0" (a residual on the conditioning's guess), "x0-skip" (see x0_guess)
 
     def __post_init__(self) -> None:
         for model in (self.transformer, self.transformer_2):
@@ -102,16 +102,27 @@ class WanVelocity:
         out = out.float()
         if self.prediction == "velocity":
             return out
-        x0 = out + self.x0_guess(x, window)
-        return (x.float() - x0) / frame_sigmas.to(out.device).clamp_min(1e-4).view(-1, 1, f, 1, 1)
+        sigmas = frame_sigmas.to(out.device).view(-1, 1, f, 1, 1)
+        x0 = out + self.x0_guess(x, window, sigmas if self.prediction == "x0-skip" else None)
+        return (x.float() - x0) / sigmas.clamp_min(1e-4)
 
-    def x0_guess(self, x: torch.Tensor, window: Window | None) -> torch.Tensor:
-        """What the conditioning says x0 is: z_ref at the window (Stage II), the first frame's latent (Stage I)."""
+    def x0_guess(self, x: torch.Tensor, window: Window | None, sigmas: torch.Tensor | None = None) -> torch.Tensor:
+        """What the conditioning says x0 is: z_ref at the window (Stage II), the first frame's latent (Stage I).
+
+        With `sigmas` ("x0-skip") the guess also reads the noisy input, as the least-squares blend of the two for
+        a unit-variance departure from the conditioning's guess g: g + k (x - (1 - s) g), k = (1 - s) / ((1 - s)^2
+        + s^2) — x itself at sigma 0, g at sigma 1 — so low noise is easy from the start (EDM's skip connection).
+        """
         if window is not None and window.reference is not None:
-            return window.reference.float().to(x.device)
-        if self.extra_channels is not None:
-            return self.extra_channels[:, -x.shape[1] :, :1].float().to(x.device).expand_as(x)
-        return torch.zeros_like(x, dtype=torch.float32)
+            guess = window.reference.float().to(x.device)
+        elif self.extra_channels is not None:
+            guess = self.extra_channels[:, -x.shape[1] :, :1].float().to(x.device).expand_as(x)
+        else:
+            guess = torch.zeros_like(x, dtype=torch.float32)
+        if sigmas is None:
+            return guess
+        keep = (1 - sigmas) / ((1 - sigmas) ** 2 + sigmas**2)
+        return guess + keep * (x.float() - (1 - sigmas) * guess)
 
 
 def loss_weight(velocity: WanVelocity, frame_sigmas: torch.Tensor) -> torch.Tensor:

@@ -36,14 +36,17 @@ def _debug():
     return debug
 
 
+PREDICTIONS = ("velocity", "x0", "x0-skip")
+
+
 def read_prediction(transformer_dir: str | Path) -> str:
     """What a trained DiT outputs: "velocity" (every Wan checkpoint) or "x0" (ours, e.g. the tiny models)."""
     path = Path(transformer_dir) / PREDICTION_FILE
     if not path.is_file():
         return "velocity"
     prediction = json.loads(path.read_text()).get("prediction", "velocity")
-    if prediction not in ("velocity", "x0"):
-        raise UserError(f"{path} says prediction {prediction!r}; expected 'velocity' or 'x0'")
+    if prediction not in PREDICTIONS:
+        raise UserError(f"{path} says prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
     return prediction
 
 
