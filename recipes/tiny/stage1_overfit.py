@@ -49,6 +49,7 @@ p.add_argument("--speed", type=float, default=2.0, help="pan speed, pixels per f
 p.add_argument("--eval-clips", type=int, default=8, help="training pans sampled at each report")
 p.add_argument("--heldout", type=int, default=0, help="held-out pans for direction accuracy at each report")
 p.add_argument("--prediction", choices=PREDICTIONS, help="what the model outputs (default: the bundle's)")
+p.add_argument("--shift", type=float, default=3.0, help="sigma sampling's shift (logit-normal; the recipe's 3)")
 p.add_argument("--save", type=Path, help="write the trained transformer here (for stage1_direction.py)")
 a = p.parse_args()
 
@@ -135,7 +136,7 @@ for _, image, text in data:
 order = torch.Generator().manual_seed(1)
 for step in range(1, a.steps + 1):
     i = int(torch.randint(len(data), (1,), generator=order))
-    sigma = sample_train_sigmas(1, "logit_normal", g, shift=3.0)  # configs/train/tiny-stage1.toml's
+    sigma = sample_train_sigmas(1, "logit_normal", g, shift=a.shift)  # configs/train/tiny-stage1.toml's: 3
     z = data[i][0]
     loss = clip_loss(velocities[i], z, sigma, torch.randn(z.shape, generator=g).to(z.device))
     optimizer.zero_grad()
