@@ -54,8 +54,7 @@ run = get_preset("tiny")
 s = setup(run)
 comps = load_components(s, with_stage1=True)
 transformer = comps.stage1.transformer
-if a.prediction:
-    comps.stage1.prediction = a.prediction
+comps.stage1.prediction = a.prediction or comps.stage1.prediction
 shipped = {k: v.clone() for k, v in transformer.state_dict().items()}
 
 
