@@ -46,6 +46,16 @@ def test_degrade_without_degradation_is_the_clean_downsample(clip, emb, models):
     clean = _ref(clip, emb, models, kind="downsample")
     assert torch.equal(_ref(clip, emb, models, kind="degrade", blur=0.0, noise=0.0, jpeg_quality=100), clean)
     assert not torch.equal(_ref(clip, emb, models, kind="degrade"), clean)
+    assert torch.equal(_ref(clip, emb, models, kind="degrade", strength=(0.0, 0.0)), clean)
+
+
+def test_degrade_strength_range_mixes_mild_and_full_degradation(clip, emb, models):
+    clean = _ref(clip, emb, models, kind="downsample")
+    full = (_ref(clip, emb, models, kind="degrade") - clean).pow(2).mean()
+    mixed = [(_ref(clip, emb, models, seed=s, kind="degrade", strength=(0.0, 1.0)) - clean).pow(2).mean()
+             for s in range(6)]
+    assert min(mixed) < 0.5 * full  # some clips barely degraded
+    assert len({round(float(m), 8) for m in mixed}) == 6  # each clip its own strength
 
 
 def test_stage1_sigma_range_is_used(clip, emb, models):

@@ -76,13 +76,17 @@ def _jpeg(frame: Tensor, quality: int) -> Tensor:
 
 
 def degrade(low: Tensor, cfg: ConditionConfig, generator: torch.Generator) -> Tensor:
-    """Pixel-space stand-in for Stage I's artefacts: blur, additive noise, per-frame JPEG. (1, 3, F, h, w)."""
+    """Pixel-space stand-in for Stage I's artefacts: blur, additive noise, per-frame JPEG, each scaled by the
+    clip's strength (drawn from cfg.strength). (1, 3, F, h, w)."""
+    lo, hi = cfg.strength
+    s = lo + (hi - lo) * float(torch.rand((), generator=generator)) if hi > lo else lo
     b, c, f, h, w = low.shape
-    x = _gaussian_blur(low.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), cfg.blur)
-    x = x + cfg.noise * torch.randn(x.shape, generator=generator).to(x.device)
+    x = _gaussian_blur(low.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), s * cfg.blur)
+    x = x + s * cfg.noise * torch.randn(x.shape, generator=generator).to(x.device)
     x = x.clamp(-1, 1)
-    if cfg.jpeg_quality < 100:
-        x = torch.stack([_jpeg(fr, cfg.jpeg_quality) for fr in x])
+    quality = round(100 - s * (100 - cfg.jpeg_quality))
+    if quality < 100:
+        x = torch.stack([_jpeg(fr, quality) for fr in x])
     return x.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
 
 

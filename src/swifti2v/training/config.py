@@ -64,6 +64,8 @@ class ConditionConfig:
     blur: float = 0.8  # degrade: Gaussian sigma in low-res pixels
     noise: float = 0.02  # degrade: additive Gaussian noise, in [-1, 1] units
     jpeg_quality: int = 70  # degrade: per-frame JPEG quality (100 = off)
+    strength: tuple[float, float] = (1.0, 1.0)  # degrade: per-clip strength ~ U[lo, hi], scaling the blur, the
+    # noise and 100 - jpeg_quality; (0, 1) mixes clean references with ones as degraded as the settings above
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,8 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
     c = cfg.condition
     if not 0.0 <= c.sigma_min <= c.sigma_max <= 1.0:
         raise UserError(f"condition sigma range [{c.sigma_min}, {c.sigma_max}] must lie in [0, 1], min <= max")
+    if not 0.0 <= c.strength[0] <= c.strength[1]:
+        raise UserError(f"condition.strength {list(c.strength)} must be an increasing pair >= 0, e.g. [0, 1]")
     if cfg.segment_blocks < 1 or cfg.neighbor_blocks < 0:
         raise UserError("segment_blocks must be >= 1 and neighbor_blocks >= 0")
     if not 0.0 <= cfg.reference_neighbors <= 1.0:
