@@ -37,6 +37,7 @@ def test_json_config_round_trip(tmp_path):
     ("max_steps=0", "max_steps 0 must be at least 1"),
     ("max_steps=ten", "max_steps='ten' must be int"),
     ("condition.sigma_min=0.9", "sigma range"),
+    ("condition.strength=[1,0]", "condition.strength"),
     ("reference_neighbors=1.5", "reference_neighbors 1.5 must be in \\[0, 1\\]"),
     ("oops", "not KEY=VALUE"),
 ])
