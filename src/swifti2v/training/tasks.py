@@ -15,6 +15,7 @@ Data: a video folder, a latent cache (stage2), or procedural clips (`data.synthe
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -47,11 +48,12 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 def cache_key(cfg: TrainConfig) -> dict:
-    """Everything a cached clip depends on (not the folder: a dataset may move)."""
+    """Everything a cached clip depends on (not the folder: a dataset may move), as its JSON reads back."""
     d = cfg.data
-    return {"version": 1, "size": [d.height, d.width], "frames": d.frames, "stride": d.stride,
-            "dtype": d.cache_dtype, "condition": dataclasses.asdict(cfg.condition),
-            "stage1": cfg.model.stage1, "stage2": cfg.model.stage2, "seed": cfg.seed}
+    key = {"version": 1, "size": [d.height, d.width], "frames": d.frames, "stride": d.stride,
+           "dtype": d.cache_dtype, "condition": dataclasses.asdict(cfg.condition),
+           "stage1": cfg.model.stage1, "stage2": cfg.model.stage2, "seed": cfg.seed}
+    return json.loads(json.dumps(key))  # tuples as lists
 
 
 def condition_generator(seed: int, name: str) -> torch.Generator:
