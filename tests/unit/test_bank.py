@@ -31,6 +31,17 @@ def test_bank_clips_are_deterministic_shots_rendered_where_the_model_runs():
     assert low.shape == (1, 3, 9, 16, 24)
 
 
+def test_motions_restrict_the_camera_paths_and_the_full_set_draws_as_before():
+    kinds = lambda motions: [S.camera_path(rng, 9, 64, 96, (0.5, 3.5), motions)[0] for rng in
+                             (np.random.default_rng(i) for i in range(60))]
+    assert set(kinds(("pan",))) == {"pan"} and set(kinds(("zoom", "rotate"))) == {"zoom", "rotate"}
+    everything = kinds(tuple(S.MOTIONS))
+    assert set(everything) == set(S.MOTIONS)
+    assert everything == [S.camera_path(np.random.default_rng(i), 9, 64, 96, (0.5, 3.5))[0] for i in range(60)]
+    data = BankClips(StillBank.build(1, seed=5), 6, 64, 96, 9, seed0=7, low=True, motions=("pan",))
+    assert all(data[i]["caption"].startswith("the camera pans") for i in range(6))
+
+
 def test_full_render_equals_the_ground_truth_renderer_and_low_res_matches_its_downsample():
     bank = StillBank.build(1)
     make = lambda rng: (lambda h, w: bank.pick(rng, h, w))

@@ -38,6 +38,8 @@ def test_json_config_round_trip(tmp_path):
     ("max_steps=ten", "max_steps='ten' must be int"),
     ("condition.sigma_min=0.9", "sigma range"),
     ("condition.strength=[1,0]", "condition.strength"),
+    ('data.motions=["pan","dolly"]', "data.motions \\['pan', 'dolly'\\] must list distinct motions"),
+    ("data.motions=[]", "data.motions"),
     ("reference_neighbors=1.5", "reference_neighbors 1.5 must be in \\[0, 1\\]"),
     ("oops", "not KEY=VALUE"),
 ])

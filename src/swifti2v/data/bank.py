@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from swifti2v.data.synthetic import (
     HELDOUT_SEED,
+    MOTIONS,
     PHOTOS,
     Split,
     SyntheticClip,
@@ -125,11 +126,12 @@ class BankClips(Dataset):
 
     def __init__(self, bank: StillBank, count: int, height: int, width: int, frames: int, seed0: int = 0,
                  downscale: int = 4, low: bool = False, speed: tuple[float, float] = (0.25, 4.5),
-                 photo_share: float = 0.5):
+                 photo_share: float = 0.5, motions: tuple[str, ...] = tuple(MOTIONS)):
         if seed0 + count > HELDOUT_SEED:
             raise UserError(f"synthetic seeds {seed0}..{seed0 + count} reach the held-out range ({HELDOUT_SEED})")
         self.bank, self.count, self.size, self.frames = bank, count, (height, width), frames
         self.seed0, self.k, self.speed, self.photo_share = seed0, downscale if low else 1, speed, photo_share
+        self.motions = motions
         self.bound = still_bound(height, width, frames, self.k, speed[1])
 
     def __len__(self) -> int:
@@ -139,7 +141,7 @@ class BankClips(Dataset):
         seed = self.seed0 + index
         rng = np.random.default_rng(seed)
         make = lambda h, w: self.bank.pick(rng, h, w, self.photo_share)
-        shot = camera_shot(rng, *self.size, self.frames, self.k, make, self.speed)
+        shot = camera_shot(rng, *self.size, self.frames, self.k, make, self.speed, self.motions)
         h, w = shot.still.shape[-2:]
         assert h <= self.bound[0] and w <= self.bound[1], (shot.still.shape, self.bound)
         still = torch.zeros(3, *self.bound, dtype=torch.uint8)

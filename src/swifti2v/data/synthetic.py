@@ -54,6 +54,7 @@ PAN_DIRECTIONS: dict[str, tuple[float, float]] = {
     "up and to the left": (-1, -1), "up and to the right": (1, -1),
     "down and to the left": (-1, 1), "down and to the right": (1, 1),
 }
+MOTIONS: dict[str, float] = {"pan": 0.6, "zoom": 0.2, "rotate": 0.2}  # camera motions and their shares
 SPRITE_DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
@@ -202,15 +203,17 @@ def downsample_frames(frames: Tensor, factor: int) -> Tensor:
     return downsample(frames[None], factor)[0]
 
 
-def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tuple[float, float] = (0.5, 3.5)
-                ) -> tuple[str, str, np.ndarray]:
+def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tuple[float, float] = (0.5, 3.5),
+                motions: tuple[str, ...] = tuple(MOTIONS)) -> tuple[str, str, np.ndarray]:
     """-> (motion, caption, A (F, 2, 3)): frame pixel (x, y, 1) -> still offset from the path's start centre.
 
-    Pans move `speed` pixels per frame (uniform in the range, for a 33-frame clip; longer clips move as far).
+    The motion is one of `motions`, in MOTIONS' proportions. Pans move `speed` pixels per frame (uniform in
+    the range, for a 33-frame clip; longer clips move as far).
     """
     t = np.arange(frames, dtype=np.float64)
     scale, angle, centre = np.ones(frames), np.zeros(frames), np.zeros((frames, 2))
-    motion = ("pan", "zoom", "rotate")[rng.choice(3, p=[0.6, 0.2, 0.2])]
+    share = np.array([MOTIONS[m] for m in motions])
+    motion = motions[rng.choice(len(motions), p=share / share.sum())]
     if motion == "pan":
         name = list(PAN_DIRECTIONS)[rng.integers(len(PAN_DIRECTIONS))]
         d = np.array(PAN_DIRECTIONS[name]) / np.hypot(*PAN_DIRECTIONS[name])
@@ -260,13 +263,14 @@ class CameraShot:
 
 
 def camera_shot(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
-                make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5)) -> CameraShot:
+                make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5),
+                motions: tuple[str, ...] = tuple(MOTIONS)) -> CameraShot:
     """A camera path and the still it needs, for frames rendered at 1/k of (height, width).
 
     Low-res pixel (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k
     the same way, so k > 1 gives the low-res twin of the k = 1 clip (which is `render_camera`'s).
     """
-    motion, caption, a = camera_path(rng, frames, height, width, speed)
+    motion, caption, a = camera_path(rng, frames, height, width, speed, motions)
     a = torch.from_numpy(a).float()
     corners = apply_affine(a, _centres(height, width, k)[:: height // k - 1, :: width // k - 1])  # affine: extremes
     lo = corners.reshape(-1, 2).amin(0).floor() - 4 * k

@@ -37,6 +37,8 @@ class DataConfig:
     bank: int = 0  # > 0: synthetic clips are camera clips over a bank of this many collages + photographs
     speed: tuple[float, float] = (0.25, 4.5)  # bank clips: pan speed range, pixels per frame at the data size
     photo_share: float = 0.5  # bank clips: share of clips over a photograph alone
+    motions: tuple[str, ...] = ("pan", "zoom", "rotate")  # bank clips: the camera motions drawn (data.synthetic's
+    # MOTIONS shares among those kept); ["pan"] alone is a curriculum for Stage I's motion
     height: int = 128  # Stage II training size (Stage I trains at height/downscale)
     width: int = 256
     frames: int = 25  # 4k+1
@@ -231,6 +233,9 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
     if d.bank < 0 or not 0.0 <= d.photo_share <= 1.0 or not 0.0 <= d.speed[0] <= d.speed[1]:
         raise UserError(f"data.bank {d.bank} must be >= 0, data.photo_share {d.photo_share} in [0, 1] and "
                         f"data.speed {list(d.speed)} an increasing pair >= 0")
+    kinds = DataConfig.motions
+    if not d.motions or len(set(d.motions)) < len(d.motions) or set(d.motions) - set(kinds):
+        raise UserError(f"data.motions {list(d.motions)} must list distinct motions among {list(kinds)}")
     if not d.folder and not d.cache and d.synthetic < 1:
         raise UserError("no training data: pass --data FOLDER (videos + metadata.jsonl), --cache DIR or "
                         "--set data.synthetic=N (procedural clips)")
