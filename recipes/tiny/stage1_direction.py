@@ -1,12 +1,14 @@
-"""Stage I checkpoints on held-out pans: the share that moves the captioned way (the bar: >= 80%) and how far,
-as `bench fidelity` measures it — the quick curve to follow while Stage I trains — and how much the caption
-changes its first denoising step ("caption spread": the x0 predictions from pure noise, sigma = 1, for the same
-held-out image under the 8 pan captions, their mean distance to their mean over the mean's norm; 0 = the
-caption is ignored) and whether it denoises at all ("x0 error over input error" at sigma 0.1 and 0.5: the mean
-squared error of its x0 prediction from a noised held-out clip, over that of the noisy input itself; a denoiser
-is below 1, a model that ignores its input and repeats the first frame is far above 1 at sigma 0.1) and whether
-the stage-transition references it makes keep the clip's motion ("transition reach": the reach of Stage I's light
-denoising of the held-out pans, `condition.kind = "stage1"` as Stage II training makes it, 1 = the truth's).
+"""Stage I checkpoints on held-out pans: the share that moves the captioned way (the bar: >= 80%; a clip counts when
+its first-to-last shift points the captioned way and its frames are shifted copies of the first, not a mosaic of
+moved tokens; "direction_only" without that second test) and how far, as `bench fidelity` measures it — the quick
+curve to follow while Stage I trains — and how much the caption changes its first denoising step ("caption spread":
+the x0 predictions from pure noise, sigma = 1, for the same held-out image under the 8 pan captions, their mean
+distance to their mean over the mean's norm; 0 = the caption is ignored) and whether it denoises at all ("x0 error
+over input error" at sigma 0.1 and 0.5: the mean squared error of its x0 prediction from a noised held-out clip,
+over that of the noisy input itself; a denoiser is below 1, a model that ignores its input and repeats the first
+frame is far above 1 at sigma 0.1) and whether the stage-transition references it makes keep the clip's motion
+("transition reach": the reach of Stage I's light denoising of the held-out pans, `condition.kind = "stage1"` as
+Stage II training makes it, 1 = the truth's).
 
     python recipes/tiny/stage1_direction.py shipped outputs/tiny-cpu/s1/checkpoints/step-0000500 [--clips 8]
     python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition

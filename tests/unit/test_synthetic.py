@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from swifti2v.bench.fidelity import oracle_warp
+from swifti2v.bench.fidelity import SHIFTED_COPY_DB, oracle_warp, shifted_copy_psnr
 from swifti2v.data.synthetic import (
     HELDOUT_SEED,
     PAN_DIRECTIONS,
@@ -78,3 +78,17 @@ def test_heldout_pans_are_the_first_held_out_camera_clips_that_pan():
     assert len(pans) == 3 and all(p.motion == "pan" and p.shift is not None for p in pans)
     assert [p.caption for p in pans] == [c.caption for c in expected]
     assert all(torch.equal(p.frames, c.frames) for p, c in zip(pans, expected, strict=True))
+
+
+def test_a_pan_is_a_shifted_copy_and_a_mosaic_of_moved_tokens_is_not():
+    """Stage I's direction bar counts a clip only if its frames are frame 0 moved: a true pan and a still pass,
+    the same pan with its 8-pixel tokens shuffled (what a half-trained Stage I draws) does not."""
+    pan = next(heldout_pans(1, 288, 512, 33)).low  # (3, 33, 72, 128), Stage I's size
+    still = pan[:, :1].expand_as(pan)
+    g = torch.Generator().manual_seed(0)
+    tiles = pan.unfold(2, 8, 8).unfold(3, 8, 8)  # (3, F, 9, 16, 8, 8)
+    order = torch.randperm(9 * 16, generator=g)
+    shuffled = tiles.flatten(2, 3)[:, :, order].unflatten(2, (9, 16)).permute(0, 1, 2, 4, 3, 5).reshape(pan.shape)
+    mosaic = torch.cat([pan[:, :1], shuffled[:, 1:]], dim=1)
+    assert shifted_copy_psnr(pan) > SHIFTED_COPY_DB + 3 and shifted_copy_psnr(still) > 90
+    assert shifted_copy_psnr(mosaic) < SHIFTED_COPY_DB - 3
