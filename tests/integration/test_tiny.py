@@ -10,7 +10,7 @@ import torch
 from conftest import run_process
 from swifti2v import media
 from swifti2v.bench.fidelity import FidelityConfig, run_fidelity, to_markdown
-from swifti2v.eval.metrics import frame_psnr
+from swifti2v.eval.metrics import aligned_to_first, frame_psnr
 from swifti2v.models.codec import PixelCodec
 from swifti2v.models.tiny import WEIGHTS_DIR
 from swifti2v.pipeline import load_components, setup
@@ -53,9 +53,9 @@ def test_default_generate_makes_a_real_video_without_block_noise(tmp_path):
     assert video.std(dim=(2, 3)).min() > 0.05  # no flat frame
     first = media.to_tensor(media.fit(media.load_image(image), 288, 512))[0]
     assert frame_psnr(video[:, :1], first[:, None]) >= 30
-    # Not noise: the generated frames stay close to the input (the old 768-channel models drew 8x8 block
-    # noise here: 17.3 dB and a token-edge ratio of ~4)
-    assert frame_psnr(video[:, 1:], first[:, None].expand(-1, 32, -1, -1)).mean() >= 20
+    # Not noise: every frame is close to the input moved by its own global shift (motion-compensated crops; the
+    # old 768-channel models drew 8x8 block noise here: 17.3 dB and a token-edge ratio of ~4)
+    assert aligned_to_first(video, 4, first)[1][1:].nanmean() >= 20
     assert blockiness(video[:, 1:]).max() < 2.0
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["config"]["preset"] == "tiny"
