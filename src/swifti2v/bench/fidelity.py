@@ -237,8 +237,9 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
         shift = phase_correlation(frames[:, 0], frames[:, -1])
         truth = phase_correlation(clip.low[:, 0], clip.low[:, -1])
         copy, truth_copy = shifted_copy_psnr(frames), shifted_copy_psnr(clip.low)
-        pointed += same_direction(shift, clip.shift)
-        hits += same_direction(shift, clip.shift) and copy >= SHIFTED_COPY_DB
+        points = same_direction(shift, clip.shift)
+        pointed += points
+        hits += points and copy >= SHIFTED_COPY_DB
         truth_hits += same_direction(truth, clip.shift) and truth_copy >= SHIFTED_COPY_DB
         reached += reach(shift, truth)
         copy_db, truth_db = copy_db + copy, truth_db + truth_copy
