@@ -8,14 +8,16 @@ over input error" at sigma 0.1 and 0.5: the mean squared error of its x0 predict
 over that of the noisy input itself; a denoiser is below 1, a model that ignores its input and repeats the first
 frame is far above 1 at sigma 0.1) and whether the stage-transition references it makes keep the clip's motion
 ("transition reach": the reach of Stage I's light denoising of the held-out pans, `condition.kind = "stage1"` as
-Stage II training makes it, 1 = the truth's).
+Stage II training makes it, 1 = the truth's) as shifted copies of their first frames, not mosaics ("transition shifted
+copy", dB, as the direction count asks).
 
     python recipes/tiny/stage1_direction.py shipped outputs/tiny-cpu/s1/checkpoints/step-0000500 [--clips 8]
     python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition
     python recipes/tiny/stage1_direction.py shipped DIR --prediction x0-skip  # outputs read as x0-skip
 
---gate (one checkpoint): exit status 1 when the transition reach is below 0.8 — Stage II trained on references
-that have lost the motion learns to ignore its reference; train.sh then skips the stage-transition phase.
+--gate (one checkpoint): exit status 1 when the transition reach is below 0.8 or the references are not shifted
+copies (below SHIFTED_COPY_DB) — Stage II trained on references that have lost the motion, or moved it as tiles,
+learns to ignore its reference; train.sh then skips the stage-transition phase.
 
 A checkpoint is 'shipped' (the bundled Stage I), a training checkpoint folder (accelerate's
 model.safetensors) or a transformer folder.
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from swifti2v.bench.fidelity import FidelityConfig, direction_accuracy
+from swifti2v.bench.fidelity import SHIFTED_COPY_DB, FidelityConfig, direction_accuracy, shifted_copy_psnr
 from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip, heldout_pans
 from swifti2v.eval.metrics import phase_correlation, reach
 from swifti2v.models.components import PREDICTIONS
@@ -94,15 +96,17 @@ def denoising(sigma: float, clips: int = 4) -> float:
     return sum(ratios) / len(ratios)
 
 
-def transition_reach() -> float:
-    g, reached = torch.Generator().manual_seed(0), []
+def transition() -> dict[str, float]:
+    g, reached, copy_db = torch.Generator().manual_seed(0), [], []
     for clip in heldout_pans(a.clips, run.video.height, run.video.width, run.video.frames):
         text = comps.text.encode(clip.caption, s.device)
         latents = lightly_denoise(clip.low[None], text, comps.stage1, ConditionConfig(), g)
         frames = torch.cat(list(decoded_windows(comps.stage1.vae, latents)), dim=2)[0].cpu()
         truth = phase_correlation(clip.low[:, 0], clip.low[:, -1])
         reached.append(reach(phase_correlation(frames[:, 0], frames[:, -1]), truth))
-    return sum(reached) / len(reached)
+        copy_db.append(shifted_copy_psnr(frames))
+    return {"transition_reach": round(sum(reached) / len(reached), 3),
+            "transition_shifted_copy_db": round(sum(copy_db) / len(copy_db), 1)}
 
 
 result = {}
@@ -110,11 +114,12 @@ for c in a.checkpoints:
     transformer.load_state_dict(weights(c), strict=True)
     d = direction_accuracy(comps, run, FidelityConfig(direction_clips=a.clips), s.device, lambda *_: None)
     result[c] = {k: round(v, 3) for k, v in d.items()} | {"caption_spread": round(caption_spread(), 4)} | {
-        f"x0_over_input_error_sigma{sigma}": round(denoising(sigma), 2) for sigma in (0.1, 0.5)} | {
-        "transition_reach": round(transition_reach(), 3)}
+        f"x0_over_input_error_sigma{sigma}": round(denoising(sigma), 2) for sigma in (0.1, 0.5)} | transition()
     print(c, json.dumps(result[c]), flush=True)
-kept = result[a.checkpoints[0]]["transition_reach"] + 0.0  # no "-0%"
-if a.gate and kept < GATE_REACH:
+first = result[a.checkpoints[0]]
+kept, copy = first["transition_reach"] + 0.0, first["transition_shifted_copy_db"]  # + 0.0: no "-0%"
+if a.gate and (kept < GATE_REACH or copy < SHIFTED_COPY_DB):
     print(f"{a.checkpoints[0]}: its stage-transition references keep {kept:.0%} of the clips' motion "
-          f"(< {GATE_REACH:.0%}); not fit to make Stage II's training conditions", flush=True)
+          f"(gate {GATE_REACH:.0%}) as shifted copies at {copy:.1f} dB (gate {SHIFTED_COPY_DB:.0f}); "
+          f"not fit to make Stage II's training conditions", flush=True)
     raise SystemExit(1)

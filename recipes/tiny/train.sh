@@ -62,11 +62,12 @@ both "$S1 --set model.stage1=$RUN/base/stage1 --output-dir $RUN/stage1 --max-ste
 
 # 2. From phase 1, the same number of steps two ways: stage-transition references made by the trained
 #    tiny Stage I (the shipped model) || oracle references again (the no-stage-transition ablation).
-#    Only with a Stage I whose light denoising keeps the clips' motion (stage1_direction.py --gate): Stage II
-#    trained on references that lost the motion would learn to ignore its reference.
+#    Only with a Stage I whose light denoising keeps the clips' motion as shifted copies (stage1_direction.py
+#    --gate): Stage II trained on references that lost the motion, or moved it as tiles, would learn to ignore
+#    its reference.
 STAGE2=$RUN/stage2-oracle/final
 if [ "$PHASE2_STEPS" -gt 0 ] && ! $PYTHON recipes/tiny/stage1_direction.py "$RUN/stage1/final" --gate; then
-  echo "phase 2 skipped: Stage I's stage-transition references lose the motion; bundling phase 1's Stage II" >&2
+  echo "phase 2 skipped: Stage I's stage-transition references lose the motion or tile it; bundling phase 1's Stage II" >&2
 elif [ "$PHASE2_STEPS" -gt 0 ]; then
   rm -rf "$RUN/stage1-bundle"
   $PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
