@@ -39,6 +39,8 @@ p.add_argument("--ema", action="store_true", help="training checkpoints: their E
                "raw ones")
 p.add_argument("--photo-clips", type=int, default=2)
 p.add_argument("--clips", type=int, default=1, help="held-out procedural clips")
+p.add_argument("--size", type=int, nargs=2, default=(288, 512), metavar=("H", "W"),
+               help="the held-out clips' frame size (default the benchmark's; e.g. a training crop size)")
 p.add_argument("--crops", help="PNG: 1:1 crops of --crop-frame of the first photograph clip")
 p.add_argument("--crop-frame", type=int, default=24)
 p.add_argument("--crop-size", type=int, nargs=2, default=(160, 240), metavar=("H", "W"))
@@ -47,7 +49,7 @@ a = p.parse_args()
 
 torch.set_grad_enabled(False)
 run = get_preset("tiny")
-cfg = FidelityConfig(clips=a.clips, photo_clips=a.photo_clips)
+cfg = FidelityConfig(clips=a.clips, photo_clips=a.photo_clips, height=a.size[0], width=a.size[1])
 device = torch.device("cpu")
 text_encoder = load_text_encoder(run.stage1.model, device, torch.float32)
 

@@ -45,6 +45,26 @@ def test_motions_restrict_the_camera_paths_and_the_full_set_draws_as_before():
     assert all(data[i]["caption"].startswith("the camera pans") for i in range(6))
 
 
+def test_pan_speed_per_axis_moves_a_diagonal_that_fast_on_each_axis_and_stays_inside_the_still():
+    def pans(pan_speed):  # (caption, per-frame shift) of the first pans of the same seeds
+        out = []
+        for i in range(40):
+            _, caption, a = S.camera_path(np.random.default_rng(i), 9, 64, 96, (4.0, 4.0), ("pan",), pan_speed)
+            out.append((caption, a[1, :, 2] - a[0, :, 2]))
+        return out
+
+    for (caption, path), (same, axis) in zip(pans("path"), pans("axis"), strict=True):
+        assert caption == same  # the same draws, only the speed's meaning differs
+        step = 4.0 * 33 / 9
+        diagonal = " and " in caption
+        assert np.allclose(np.abs(axis), [step if axis[0] else 0, step if axis[1] else 0])
+        assert np.isclose(np.hypot(*path), step) and np.isclose(np.hypot(*axis), step * (2**0.5 if diagonal else 1))
+    assert TrainConfig().data.pan_speed == "path"
+    data = BankClips(StillBank.build(1, seed=5), 8, 64, 96, 33, seed0=7, low=True, speed=(4.5, 4.5), motions=("pan",),
+                     pan_speed="axis")
+    assert all(data[i]["still"].shape[-2:] == data.bound for i in range(8))  # still_bound holds (asserted inside)
+
+
 def test_full_render_equals_the_ground_truth_renderer_and_low_res_matches_its_downsample():
     bank = StillBank.build(1)
     make = lambda rng: (lambda h, w: bank.pick(rng, h, w))

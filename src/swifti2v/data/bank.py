@@ -25,6 +25,7 @@ from swifti2v.data.synthetic import (
     HELDOUT_SEED,
     MOTIONS,
     PHOTOS,
+    PanSpeed,
     Split,
     SyntheticClip,
     _photo,
@@ -108,7 +109,8 @@ def to_float(pixels: Tensor) -> Tensor:
 
 def still_bound(height: int, width: int, frames: int, k: int, max_speed: float) -> tuple[int, int]:
     """The largest still (at 1/k) a camera path over a (height, width) frame can need (camera_path's ranges:
-    pans of up to `max_speed` px/frame at 33 frames, rotations up to 20 degrees, zooms that only magnify)."""
+    pans of up to `max_speed` px/frame on each axis at 33 frames, rotations up to 20 degrees, zooms that only
+    magnify)."""
     pan = max_speed * 33 / frames * (frames - 1)
     c, s = math.cos(math.radians(20)), math.sin(math.radians(20))
     w = max(width + pan, width * c + height * s) + 9 * k + 3
@@ -126,12 +128,12 @@ class BankClips(Dataset):
 
     def __init__(self, bank: StillBank, count: int, height: int, width: int, frames: int, seed0: int = 0,
                  downscale: int = 4, low: bool = False, speed: tuple[float, float] = (0.25, 4.5),
-                 photo_share: float = 0.5, motions: tuple[str, ...] = tuple(MOTIONS)):
+                 photo_share: float = 0.5, motions: tuple[str, ...] = tuple(MOTIONS), pan_speed: PanSpeed = "path"):
         if seed0 + count > HELDOUT_SEED:
             raise UserError(f"synthetic seeds {seed0}..{seed0 + count} reach the held-out range ({HELDOUT_SEED})")
         self.bank, self.count, self.size, self.frames = bank, count, (height, width), frames
         self.seed0, self.k, self.speed, self.photo_share = seed0, downscale if low else 1, speed, photo_share
-        self.motions = motions
+        self.motions, self.pan_speed = motions, pan_speed
         self.bound = still_bound(height, width, frames, self.k, speed[1])
 
     def __len__(self) -> int:
@@ -141,7 +143,7 @@ class BankClips(Dataset):
         seed = self.seed0 + index
         rng = np.random.default_rng(seed)
         make = lambda h, w: self.bank.pick(rng, h, w, self.photo_share)
-        shot = camera_shot(rng, *self.size, self.frames, self.k, make, self.speed, self.motions)
+        shot = camera_shot(rng, *self.size, self.frames, self.k, make, self.speed, self.motions, self.pan_speed)
         h, w = shot.still.shape[-2:]
         assert h <= self.bound[0] and w <= self.bound[1], (shot.still.shape, self.bound)
         still = torch.zeros(3, *self.bound, dtype=torch.uint8)

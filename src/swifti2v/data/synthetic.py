@@ -37,6 +37,7 @@ from swifti2v.errors import UserError
 Tensor = torch.Tensor
 Split = Literal["train", "heldout"]
 Kind = Literal["camera", "sprite"]
+PanSpeed = Literal["path", "axis"]  # camera_path: what a pan's speed measures
 KINDS: tuple[str, ...] = ("camera", "sprite")
 HELDOUT_SEED = 1_000_000_000  # held-out clip i uses seed HELDOUT_SEED + i; training seeds stay below it
 PHOTOS: dict[str, tuple[str, ...]] = {
@@ -204,11 +205,14 @@ def downsample_frames(frames: Tensor, factor: int) -> Tensor:
 
 
 def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tuple[float, float] = (0.5, 3.5),
-                motions: tuple[str, ...] = tuple(MOTIONS)) -> tuple[str, str, np.ndarray]:
+                motions: tuple[str, ...] = tuple(MOTIONS), pan_speed: PanSpeed = "path"
+                ) -> tuple[str, str, np.ndarray]:
     """-> (motion, caption, A (F, 2, 3)): frame pixel (x, y, 1) -> still offset from the path's start centre.
 
     The motion is one of `motions`, in MOTIONS' proportions. Pans move `speed` pixels per frame (uniform in
-    the range, for a 33-frame clip; longer clips move as far).
+    the range, for a 33-frame clip; longer clips move as far) along their path, or (`pan_speed="axis"`) along
+    each axis they move on: a diagonal then goes sqrt(2) x as fast, and a speed that moves an axis pan a whole
+    number of half tokens per latent frame moves every pan so.
     """
     t = np.arange(frames, dtype=np.float64)
     scale, angle, centre = np.ones(frames), np.zeros(frames), np.zeros((frames, 2))
@@ -216,7 +220,9 @@ def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tu
     motion = motions[rng.choice(len(motions), p=share / share.sum())]
     if motion == "pan":
         name = list(PAN_DIRECTIONS)[rng.integers(len(PAN_DIRECTIONS))]
-        d = np.array(PAN_DIRECTIONS[name]) / np.hypot(*PAN_DIRECTIONS[name])
+        d = np.array(PAN_DIRECTIONS[name], dtype=np.float64)
+        if pan_speed == "path":
+            d /= np.hypot(*d)
         centre = t[:, None] * rng.uniform(*speed) * 33 / frames * d[None]
         caption = f"the camera pans {name}"
     elif motion == "zoom":
@@ -264,13 +270,13 @@ class CameraShot:
 
 def camera_shot(rng: np.random.Generator, height: int, width: int, frames: int, k: int,
                 make_still: Callable[[int, int], Tensor], speed: tuple[float, float] = (0.5, 3.5),
-                motions: tuple[str, ...] = tuple(MOTIONS)) -> CameraShot:
+                motions: tuple[str, ...] = tuple(MOTIONS), pan_speed: PanSpeed = "path") -> CameraShot:
     """A camera path and the still it needs, for frames rendered at 1/k of (height, width).
 
     Low-res pixel (u, v) sits at full-res (k u + (k-1)/2, ...), and the still is antialiased down by k
     the same way, so k > 1 gives the low-res twin of the k = 1 clip (which is `render_camera`'s).
     """
-    motion, caption, a = camera_path(rng, frames, height, width, speed, motions)
+    motion, caption, a = camera_path(rng, frames, height, width, speed, motions, pan_speed)
     a = torch.from_numpy(a).float()
     corners = apply_affine(a, _centres(height, width, k)[:: height // k - 1, :: width // k - 1])  # affine: extremes
     lo = corners.reshape(-1, 2).amin(0).floor() - 4 * k

@@ -39,6 +39,8 @@ class DataConfig:
     photo_share: float = 0.5  # bank clips: share of clips over a photograph alone
     motions: tuple[str, ...] = ("pan", "zoom", "rotate")  # bank clips: the camera motions drawn (data.synthetic's
     # MOTIONS shares among those kept); ["pan"] alone is a curriculum for Stage I's motion
+    pan_speed: Literal["path", "axis"] = "path"  # bank clips: `speed` along a pan's path, or along each axis it
+    # moves on (diagonals sqrt(2) x faster: at 4 px/frame every pan moves half a tiny token per latent frame per axis)
     height: int = 128  # Stage II training size (Stage I trains at height/downscale)
     width: int = 256
     frames: int = 25  # 4k+1

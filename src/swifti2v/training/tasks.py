@@ -149,7 +149,7 @@ def open_data(cfg: TrainConfig, low: bool = False) -> tuple[Dataset, ScanReport 
 
         bank = StillBank.build(d.bank, "train", seed=cfg.seed, workers=max(1, (os.cpu_count() or 1) // 2))
         return BankClips(bank, d.synthetic, d.height, d.width, d.frames, seed0=cfg.seed, downscale=k, low=low,
-                         speed=d.speed, photo_share=d.photo_share, motions=d.motions), None
+                         speed=d.speed, photo_share=d.photo_share, motions=d.motions, pan_speed=d.pan_speed), None
     if d.synthetic:
         return SyntheticClips(d.synthetic, d.height, d.width, d.frames, d.synthetic_kinds, seed0=cfg.seed,
                               downscale=k, low=low), None
