@@ -13,14 +13,11 @@ PSNR on that frame.
 
 import argparse
 import json
-import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from diffusers import WanTransformer3DModel
-from safetensors.torch import save_file
 
 from swifti2v.bench.fidelity import FidelityConfig, heldout_clips, pixel_bicubic
 from swifti2v.eval.metrics import frame_psnr
@@ -29,7 +26,7 @@ from swifti2v.presets import get_preset
 from swifti2v.stage2 import add_detail
 from swifti2v.training.conditions import ConditionModels, condition_reference
 from swifti2v.training.config import ConditionConfig
-from swifti2v.training.engine import ema_state_dict
+from swifti2v.training.engine import checkpoint_transformer
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("checkpoints", nargs="+", help="'shipped', transformer folders of trained concat refiners, or "
@@ -61,16 +58,7 @@ def transformer_folder(path: str) -> str | None:
     step = Path(path)
     if not (step / "model.safetensors").is_file():
         return path
-    folder = Path(tempfile.mkdtemp()) / step.name
-    shutil.copytree(a.like, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
-    weights = folder / "diffusion_pytorch_model.safetensors"
-    if a.ema:
-        names = [n for n, _ in WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(a.like))
-                 .named_parameters()]
-        save_file(ema_state_dict(step, names), str(weights))
-    else:
-        weights.symlink_to((step / "model.safetensors").resolve())
-    return str(folder)
+    return str(checkpoint_transformer(step, Path(a.like), Path(tempfile.mkdtemp()) / step.name, a.ema))
 
 
 models = {c: load_stage2(run.stage2.model, transformer_folder(c), True, device, torch.float32) for c in a.checkpoints}

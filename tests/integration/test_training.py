@@ -17,7 +17,7 @@ from conftest import free_port, run_cli, run_process
 from swifti2v.models.components import DEBUG_RANDOM, load_stage1, load_stage2
 from swifti2v.models.lora import fuse_lora_file
 from swifti2v.training.config import load_train_config
-from swifti2v.training.engine import ema_state_dict, train
+from swifti2v.training.engine import checkpoint_transformer, ema_state_dict, train
 from swifti2v.training.prepare import prepare_data
 
 FAST = ["mixed_precision=\"no\"", "tracker=none", "optim.lr=3e-3", "data.cache_dtype=fp32"]
@@ -100,6 +100,11 @@ def test_ema_added_on_resume_is_what_the_export_holds(cache, tmp_path):
     raw, start = _weights(run), load_file(str(run / "checkpoints" / "step-0000003" / "model.safetensors"))
     moved = [n for n in names if not torch.equal(raw[n], start[n])]
     assert moved and all(not torch.equal(ema[n], raw[n]) for n in moved)  # the average lags the last step
+    step = run / "checkpoints" / "step-0000005"
+    for average, want in ((True, ema), (False, raw)):  # the checkpoint as a folder `--stage2` loads, either way
+        folder = checkpoint_transformer(step, run / "final", tmp_path / f"folder-{average}", ema=average)
+        loaded = load_stage2(DEBUG_RANDOM, str(folder), True, torch.device("cpu"), torch.float32).transformer
+        assert all(torch.equal(p, want[n].float()) for n, p in loaded.named_parameters())
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_an_export_then_resume_continues(cache, tmp_path):

@@ -111,6 +111,24 @@ def ema_state_dict(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
     return {name: saved[str(i)] for i, name in enumerate(names)}
 
 
+def checkpoint_transformer(step: Path, like: Path, out: Path, ema: bool = False) -> Path:
+    """A training checkpoint (RUN/checkpoints/step-N) as a transformer folder shaped like `like` (its config and
+    sidecars): the raw weights of a full fine-tune, or with `ema` the average a run with ema_decay > 0 keeps."""
+    import shutil
+
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import save_file
+
+    shutil.copytree(like, out, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json"))
+    weights = out / "diffusion_pytorch_model.safetensors"
+    if ema:
+        model = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(like))
+        save_file(ema_state_dict(step, [n for n, _ in model.named_parameters()]), str(weights))
+    else:
+        shutil.copyfile(step / "model.safetensors", weights)
+    return out
+
+
 def weight_digest(acc: Accelerator, params: list[torch.Tensor]) -> list[list[float]]:
     """Per-rank (sum, sum of squares) of the trained weights: equal on every rank when DDP is in sync."""
     s = torch.zeros(2, dtype=torch.float64, device=acc.device)
