@@ -14,6 +14,10 @@ copy", dB, as the direction count asks).
     python recipes/tiny/stage1_direction.py shipped outputs/tiny-cpu/s1/checkpoints/step-0000500 [--clips 8]
     python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition
     python recipes/tiny/stage1_direction.py shipped DIR --prediction x0-skip  # outputs read as x0-skip
+    python recipes/tiny/stage1_direction.py shipped DIR --sheet stage1.png     # and what each one draws
+
+--sheet PNG: Stage I alone on --image (the README's) under each --caption, frames 0, 8, 16, 24 and 32 at the Stage I
+size, 2x nearest: a row per caption, the checkpoints one below the other — to look at what it draws, not only count.
 
 --gate (one checkpoint): exit status 1 when the transition reach is below 0.8 or the references are not shifted
 copies (below SHIFTED_COPY_DB) — Stage II trained on references that have lost the motion, or moved it as tiles,
@@ -27,18 +31,22 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from swifti2v.bench.fidelity import SHIFTED_COPY_DB, FidelityConfig, direction_accuracy, shifted_copy_psnr
+from swifti2v.config import stage1_size
 from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip, heldout_pans
 from swifti2v.eval.metrics import phase_correlation, reach
+from swifti2v.media import fit, load_image, to_uint8
 from swifti2v.models.components import PREDICTIONS
 from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
 from swifti2v.reference import decoded_windows
 from swifti2v.sampling.noise import clip_noise
-from swifti2v.stage1 import stage1_velocity
+from swifti2v.stage1 import generate_motion, stage1_velocity
 from swifti2v.training.conditions import lightly_denoise, to_image
 from swifti2v.training.config import ConditionConfig
 
@@ -49,6 +57,10 @@ p.add_argument("checkpoints", nargs="+")
 p.add_argument("--clips", type=int, default=8, help="held-out pan clips")
 p.add_argument("--gate", action="store_true", help=f"exit 1 if the transition reach is below {GATE_REACH}")
 p.add_argument("--prediction", choices=PREDICTIONS, help="read the checkpoints' outputs so (default: the bundle's)")
+p.add_argument("--sheet", help="also draw Stage I alone for --image under each --caption into this PNG")
+p.add_argument("--image", default="examples/input.jpg", help="the sheet's input image")
+p.add_argument("--caption", action="append", help="a sheet row's prompt (repeatable; default: the README's left "
+               "pan, a right pan and a diagonal)")
 a = p.parse_args()
 if a.gate and len(a.checkpoints) != 1:
     p.error("--gate takes one checkpoint")
@@ -109,13 +121,32 @@ def transition() -> dict[str, float]:
             "transition_shifted_copy_db": round(sum(copy_db) / len(copy_db), 1)}
 
 
-result = {}
+def sheet_rows(image: Image.Image, captions: list[str]) -> np.ndarray:
+    """Stage I alone for `image` under each caption: frames 0, 8, 16, 24, 32 side by side, a row per caption."""
+    rows = []
+    for caption in captions:
+        z = generate_motion(comps.stage1, image, comps.text.encode(caption, s.device), run.stage1, run.video,
+                            run.seed, s.device)
+        frames = torch.cat(list(decoded_windows(comps.stage1.vae, z)), dim=2)[0].cpu()
+        rows.append(np.concatenate(list(to_uint8(frames[None, :, ::8])), axis=1))
+    return np.concatenate(rows, axis=0).repeat(2, axis=0).repeat(2, axis=1)
+
+
+CAPTIONS = ["the camera pans left over the hills", "the camera pans right over the hills",
+            "the camera pans down and to the right over the hills"]
+picture = fit(load_image(a.image), *stage1_size(run.video, run.stage1)) if a.sheet else None
+sheets, result = [], {}
 for c in a.checkpoints:
     transformer.load_state_dict(weights(c), strict=True)
     d = direction_accuracy(comps, run, FidelityConfig(direction_clips=a.clips), s.device, lambda *_: None)
     result[c] = {k: round(v, 3) for k, v in d.items()} | {"caption_spread": round(caption_spread(), 4)} | {
         f"x0_over_input_error_sigma{sigma}": round(denoising(sigma), 2) for sigma in (0.1, 0.5)} | transition()
     print(c, json.dumps(result[c]), flush=True)
+    if a.sheet:
+        sheets.append(sheet_rows(picture, a.caption or CAPTIONS))
+if a.sheet:
+    Image.fromarray(np.concatenate(sheets, axis=0)).save(a.sheet)
+    print(f"sheet: {a.sheet} (rows: {', '.join(a.caption or CAPTIONS)}; checkpoints top to bottom)", flush=True)
 first = result[a.checkpoints[0]]
 kept, copy = first["transition_reach"] + 0.0, first["transition_shifted_copy_db"]  # + 0.0: no "-0%"
 if a.gate and (kept < GATE_REACH or copy < SHIFTED_COPY_DB):
