@@ -134,6 +134,7 @@ def sheet_rows(image: Image.Image, captions: list[str]) -> np.ndarray:
 
 CAPTIONS = ["the camera pans left over the hills", "the camera pans right over the hills",
             "the camera pans down and to the right over the hills"]
+captions = a.caption or CAPTIONS
 picture = fit(load_image(a.image), *stage1_size(run.video, run.stage1)) if a.sheet else None
 sheets, result = [], {}
 for c in a.checkpoints:
@@ -143,10 +144,10 @@ for c in a.checkpoints:
         f"x0_over_input_error_sigma{sigma}": round(denoising(sigma), 2) for sigma in (0.1, 0.5)} | transition()
     print(c, json.dumps(result[c]), flush=True)
     if a.sheet:
-        sheets.append(sheet_rows(picture, a.caption or CAPTIONS))
+        sheets.append(sheet_rows(picture, captions))
 if a.sheet:
     Image.fromarray(np.concatenate(sheets, axis=0)).save(a.sheet)
-    print(f"sheet: {a.sheet} (rows: {', '.join(a.caption or CAPTIONS)}; checkpoints top to bottom)", flush=True)
+    print(f"sheet: {a.sheet} (rows: {', '.join(captions)}; checkpoints top to bottom)", flush=True)
 first = result[a.checkpoints[0]]
 kept, copy = first["transition_reach"] + 0.0, first["transition_shifted_copy_db"]  # + 0.0: no "-0%"
 if a.gate and (kept < GATE_REACH or copy < SHIFTED_COPY_DB):
