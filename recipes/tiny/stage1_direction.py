@@ -15,6 +15,7 @@ copy", dB, as the direction count asks).
     python recipes/tiny/stage1_direction.py RUN/stage1/final --gate     # exit 1: not fit for stage transition
     python recipes/tiny/stage1_direction.py shipped DIR --prediction x0-skip  # outputs read as x0-skip
     python recipes/tiny/stage1_direction.py shipped DIR --sheet stage1.png     # and what each one draws
+    python recipes/tiny/stage1_direction.py DIR --schedule 8,3,euler          # under another Stage I sampler
 
 --sheet PNG: Stage I alone on --image (the README's) under each --caption, frames 0, 8, 16, 24 and 32 at the Stage I
 size, 2x nearest: a row per caption, the checkpoints one below the other — to look at what it draws, not only count.
@@ -29,6 +30,7 @@ model.safetensors) or a transformer folder.
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,7 @@ from swifti2v.pipeline import load_components, setup
 from swifti2v.presets import get_preset
 from swifti2v.reference import decoded_windows
 from swifti2v.sampling.noise import clip_noise
+from swifti2v.sampling.steps import STEPS
 from swifti2v.stage1 import generate_motion, stage1_velocity
 from swifti2v.training.conditions import lightly_denoise, to_image
 from swifti2v.training.config import ConditionConfig
@@ -56,6 +59,8 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("checkpoints", nargs="+")
 p.add_argument("--clips", type=int, default=8, help="held-out pan clips")
 p.add_argument("--gate", action="store_true", help=f"exit 1 if the transition reach is below {GATE_REACH}")
+p.add_argument("--schedule", help="Stage I's sampler as STEPS,SHIFT,SAMPLER (euler or renoise; default: the "
+               "preset's 4,3,euler)")
 p.add_argument("--prediction", choices=PREDICTIONS, help="read the checkpoints' outputs so (default: the bundle's)")
 p.add_argument("--sheet", help="also draw Stage I alone for --image under each --caption into this PNG")
 p.add_argument("--image", default="examples/input.jpg", help="the sheet's input image")
@@ -67,6 +72,15 @@ if a.gate and len(a.checkpoints) != 1:
 
 torch.set_grad_enabled(False)
 run = get_preset("tiny")
+if a.schedule:
+    try:
+        steps, shift, sampler = a.schedule.split(",")
+        schedule = replace(run.stage1.schedule, steps=int(steps), shift=float(shift), sampler=sampler)
+    except ValueError:
+        p.error(f"--schedule {a.schedule!r}: give STEPS,SHIFT,SAMPLER, e.g. 8,3,euler")
+    if sampler not in STEPS:
+        p.error(f"--schedule {a.schedule!r}: the sampler must be one of {', '.join(STEPS)}")
+    run = replace(run, stage1=replace(run.stage1, schedule=schedule))
 s = setup(run)
 comps = load_components(s, with_stage1=True)
 transformer = comps.stage1.transformer
