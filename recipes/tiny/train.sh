@@ -47,10 +47,10 @@ if [ ! -f "$RUN/base/stage2/transformer/config.json" ]; then
   if [ -n "${FROM:-}" ]; then
     mkdir -p "$RUN/base" && cp -r "$FROM/stage1" "$FROM/stage2" "$RUN/base/"
     if [ -n "${ZERO_HEAD:-}" ]; then
-      $PYTHON -c "from swifti2v.models.tiny import zero_head_folder; zero_head_folder('$RUN/base/stage2/transformer')"
+      $PYTHON -m swifti2v.training.tiny zero-head "$RUN/base/stage2/transformer"
     fi
   else
-    $PYTHON -c "from swifti2v.models.tiny import build_base; build_base('$RUN/base', seed=0)"
+    $PYTHON -m swifti2v.training.tiny build-base "$RUN/base" --seed 0
   fi
 fi
 
@@ -70,7 +70,7 @@ if [ "$PHASE2_STEPS" -gt 0 ] && ! $PYTHON recipes/tiny/stage1_direction.py "$RUN
   echo "phase 2 skipped: Stage I's stage-transition references lose the motion or tile it; bundling phase 1's Stage II" >&2
 elif [ "$PHASE2_STEPS" -gt 0 ]; then
   rm -rf "$RUN/stage1-bundle"
-  $PYTHON -c "from swifti2v.models.tiny import compose; compose('$RUN/base/stage1', '$RUN/stage1/final', '$RUN/stage1-bundle')"
+  $PYTHON -m swifti2v.training.tiny compose "$RUN/base/stage1" "$RUN/stage1/final" "$RUN/stage1-bundle"
   PHASE2="--set model.init=$RUN/stage2-oracle/final --set seed=2000000 --max-steps $PHASE2_STEPS \
           --set max_minutes=$PHASE2_MINUTES"
   both "$S2 $PHASE2 --set model.stage1=$RUN/stage1-bundle --set condition.kind=stage1 --output-dir $RUN/stage2" \
@@ -79,4 +79,4 @@ elif [ "$PHASE2_STEPS" -gt 0 ]; then
 fi
 
 # 3. Bundle into the package.
-$PYTHON recipes/tiny/assemble.py --base $RUN/base --stage1 $RUN/stage1/final --stage2 $STAGE2 --out $BUNDLE
+$PYTHON -m swifti2v.training.tiny assemble --base "$RUN/base" --stage1 "$RUN/stage1/final" --stage2 "$STAGE2" --out "$BUNDLE"

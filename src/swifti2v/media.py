@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from swifti2v.errors import UserError
@@ -90,6 +91,24 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(B=1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
     x = ((frames[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def upsample(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, 3, T, h, w) -> (B, 3, T, height, width), bicubic, clamped to [-1, 1]."""
+    b, c, t, h, w = frames.shape
+    if (h, w) == (height, width):
+        return frames
+    x = frames.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    x = F.interpolate(x.float(), size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
+    return x.reshape(b, t, c, height, width).permute(0, 2, 1, 3, 4)
+
+
+def downsample(clip: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, 3, F, H, W) -> (B, 3, F, H/factor, W/factor), antialiased bicubic, clamped to [-1, 1]."""
+    b, c, f, h, w = clip.shape
+    x = clip.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w).float()
+    x = F.interpolate(x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False)
+    return x.clamp(-1, 1).reshape(b, f, c, h // factor, w // factor).permute(0, 2, 1, 3, 4)
 
 
 def read_video(path: str | Path, flag: str = "--motion") -> tuple[list[Image.Image], float]:

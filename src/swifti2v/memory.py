@@ -1,8 +1,8 @@
 """`--memory-mode auto`: the fastest memory mode whose predicted peak fits the free GPU memory.
 
-The prediction is the cost model's (bench/cost.py: weights per mode + activations traced on the meta
-device, for this preset, size and clip length). Modes from fastest to lightest: fast, balanced, low.
-CPU runs take `balanced` (placement changes nothing there but the decode tiling).
+The prediction is footprint.py's (weights per mode + activations traced on the meta device, for this
+preset, size and clip length; `swifti2v bench cost` reports the same numbers). Modes from fastest to
+lightest: fast, balanced, low. CPU runs take `balanced` (placement changes nothing there but the decode tiling).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from swifti2v.config import MEMORY_MODES, RunConfig
+from swifti2v.footprint import predicted_peaks
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -45,8 +46,6 @@ def resolve_memory_mode(cfg: RunConfig, device: torch.device) -> tuple[RunConfig
         return cfg, None
     if device.type != "cuda":
         return replace(cfg, memory_mode=CPU_MODE), MemoryChoice(CPU_MODE, None, {})
-    from swifti2v.bench.cost import predicted_peaks
-
     predicted = {mode: peaks["peak"] for mode, peaks in predicted_peaks(replace(cfg, memory_mode=CPU_MODE)).items()}
     free_gib = torch.cuda.mem_get_info(device)[0] / 2**30
     mode = choose(predicted, free_gib)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from swifti2v.config import (
     LatentGeometry,
@@ -29,6 +30,14 @@ LIGHTX2V_A14B_LORAS = tuple(
     LoraFile(f"lightx2v/Wan2.2-Distill-Loras:wan2.2_i2v_A14b_{noise}_noise_lora_rank64_lightx2v_4step_1022.safetensors",
              target=target) for noise, target in (("high", "high"), ("low", "low")))
 BUNDLED = "bundled:"  # model sources inside the package's weights/ folder (models/tiny.py)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def resolve(source: str) -> str:
+    """'bundled:NAME' -> the folder inside the package; anything else unchanged."""
+    return str(WEIGHTS_DIR / source.removeprefix(BUNDLED)) if source.startswith(BUNDLED) else source
+
+
 # LightX2V's distilled sampler: unshifted sigmas [1, .75, .5, .25], shift 5, re-noise between steps.
 LIGHTX2V_4STEP = ScheduleConfig(steps=4, shift=5.0, sampler="renoise")
 

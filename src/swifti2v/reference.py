@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 
+from swifti2v.media import upsample
 from swifti2v.models.vae import WanVAE
 
 
@@ -20,16 +20,6 @@ def decoded_windows(vae: WanVAE, latents: torch.Tensor) -> Iterator[torch.Tensor
     decoder = vae.decoder()
     for b in range(latents.shape[2]):
         yield decoder(latents[:, :, b : b + 1])
-
-
-def upsample(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, 3, T, h, w) -> (B, 3, T, height, width), bicubic, clamped to [-1, 1]."""
-    b, c, t, h, w = frames.shape
-    if (h, w) == (height, width):
-        return frames
-    x = frames.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-    x = F.interpolate(x.float(), size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
-    return x.reshape(b, t, c, height, width).permute(0, 2, 1, 3, 4)
 
 
 @torch.no_grad()

@@ -11,8 +11,7 @@ from PIL import Image
 from conftest import run_process
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.eval import learned
-from swifti2v.media import VideoWriter, to_uint8
-from swifti2v.reference import upsample
+from swifti2v.media import VideoWriter, to_uint8, upsample
 
 pytest.importorskip("cv2")
 REQUIRED = {"psnr_frame0", "detail_retention", "flicker", "luma_pulse", "flow_warp_error", "dynamic_degree"}

@@ -12,9 +12,8 @@ from swifti2v import media
 from swifti2v.bench.fidelity import FidelityConfig, run_fidelity, to_markdown
 from swifti2v.eval.metrics import aligned_to_first, frame_psnr
 from swifti2v.models.codec import PixelCodec
-from swifti2v.models.tiny import WEIGHTS_DIR
 from swifti2v.pipeline import load_components, setup
-from swifti2v.presets import DEFAULT_PRESET, get_preset
+from swifti2v.presets import DEFAULT_PRESET, WEIGHTS_DIR, get_preset
 
 
 def test_bundled_weights_load_and_are_small():
@@ -88,8 +87,9 @@ def test_a_zero_head_stage2_returns_the_reference_itself():
     """build_base's Stage II starts with its output projection at zero: an x0 residual of nothing, so the
     shipped 1-step sampler returns z_ref (bicubic through the codec) until training adds to it."""
     from swifti2v.models.adapter import WanVelocity, widen_patch_embedding
-    from swifti2v.models.tiny import TEXT_DIM, Z, stage2_transformer, zero_head
+    from swifti2v.models.tiny import TEXT_DIM, Z, stage2_transformer
     from swifti2v.sampling.csg import Window
+    from swifti2v.training.tiny import zero_head
 
     torch.manual_seed(0)
     dit = zero_head(widen_patch_embedding(stage2_transformer(), Z)).eval()

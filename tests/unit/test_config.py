@@ -59,7 +59,7 @@ def test_memory_mode_auto_picks_the_fastest_that_fits():
 
 
 def test_predicted_peaks_grow_from_low_to_fast():
-    from swifti2v.bench.cost import predicted_peaks
+    from swifti2v.footprint import predicted_peaks
     from swifti2v.presets import get_preset
 
     peaks = {mode: p["peak"] for mode, p in predicted_peaks(get_preset("debug-random")).items()}

@@ -8,9 +8,9 @@ import torch
 
 from conftest import run_cli
 from swifti2v.bench.cost import CostConfig, run_cost, to_markdown
-from swifti2v.bench.counting import DiTCall, dit_flops, measured_flops, trace_peak
 from swifti2v.models import debug, specs
 from swifti2v.models.adapter import token_timesteps
+from swifti2v.models.counting import DiTCall, dit_flops, measured_flops, trace_peak
 from swifti2v.models.modulation import frame_modulated_forward
 
 
@@ -98,7 +98,7 @@ def test_context_parallel_cost_splits_compute_and_counts_the_all_to_alls():
     """K GPUs: DiT compute / K, Ulysses sends 4 x (K-1)/K of each rank's q, k, v, o per layer (bf16) plus the
     output gather; ring passes k, v on K-1 times; the tiled decode's tiles spread; 40 heads refuse K=16."""
     from swifti2v.bench.cost import comm_bytes, scaling_summary
-    from swifti2v.bench.counting import DiTCall
+    from swifti2v.models.counting import DiTCall
 
     r = run_cost(CostConfig(preset="wan-2k-refine", gpus=(1, 2, 4, 16)))
     one, two, four, sixteen = r["parallel"]

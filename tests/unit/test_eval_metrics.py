@@ -8,7 +8,7 @@ import torch
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import heldout_clip
 from swifti2v.eval import metrics as m
-from swifti2v.reference import upsample
+from swifti2v.media import upsample
 
 pytest.importorskip("cv2")
 

@@ -44,12 +44,12 @@ from swifti2v.eval.metrics import (
     same_direction,
     summarise,
 )
-from swifti2v.media import VideoWriter, to_uint8
+from swifti2v.media import VideoWriter, to_uint8, upsample
 from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
 from swifti2v.plan import stage2_plan
 from swifti2v.presets import get_preset
-from swifti2v.reference import decoded_windows, upsample
+from swifti2v.reference import decoded_windows
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
 from swifti2v.training.conditions import ConditionModels, condition_reference, to_image

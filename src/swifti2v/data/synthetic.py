@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import Dataset
 
+from swifti2v import media
 from swifti2v.errors import UserError
 
 Tensor = torch.Tensor
@@ -199,9 +200,7 @@ def pixel_grid(h: int, w: int, device=None) -> Tensor:
 
 def downsample_frames(frames: Tensor, factor: int) -> Tensor:
     """(3, F, H, W) -> (3, F, H/factor, W/factor), antialiased bicubic (as the oracle conditions)."""
-    from swifti2v.training.conditions import downsample
-
-    return downsample(frames[None], factor)[0]
+    return media.downsample(frames[None], factor)[0]
 
 
 def camera_path(rng: np.random.Generator, frames: int, h: int, w: int, speed: tuple[float, float] = (0.5, 3.5),

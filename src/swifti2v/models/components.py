@@ -19,8 +19,8 @@ from swifti2v.errors import UserError
 from swifti2v.models.adapter import PREDICTION_FILE, widen_patch_embedding
 from swifti2v.models.codec import PixelCodec
 from swifti2v.models.text import TextEncoder
-from swifti2v.models.tiny import resolve
 from swifti2v.models.vae import WanVAE
+from swifti2v.presets import resolve
 
 log = logging.getLogger(__name__)
 

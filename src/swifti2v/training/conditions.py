@@ -38,14 +38,6 @@ class ConditionModels:
     stage1: Stage1Components | None = None  # needed for kind "stage1" only
 
 
-def downsample(clip: Tensor, factor: int) -> Tensor:
-    """(B, 3, F, H, W) -> (B, 3, F, H/factor, W/factor), antialiased bicubic, clamped to [-1, 1]."""
-    b, c, f, h, w = clip.shape
-    x = clip.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w).float()
-    x = F.interpolate(x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False)
-    return x.clamp(-1, 1).reshape(b, f, c, h // factor, w // factor).permute(0, 2, 1, 3, 4)
-
-
 def pixel_windows(frames: Tensor) -> Iterator[Tensor]:
     """(B, 3, 1+4k, h, w) -> encoder windows of 1, 4, 4, ... frames."""
     yield frames[:, :, :1]
@@ -109,7 +101,7 @@ def lightly_denoise(low: Tensor, text: Tensor, s1: Stage1Components, cfg: Condit
 def condition_reference(clip: Tensor, text: Tensor, cfg: ConditionConfig, models: ConditionModels,
                         generator: torch.Generator) -> Tensor:
     """clip: (1, 3, F, H, W) in [-1, 1] at the training size; text: (1, 512, D). Returns z_ref, fp32."""
-    low = downsample(clip, cfg.downscale)
+    low = media.downsample(clip, cfg.downscale)
     if cfg.kind == "stage1":
         if models.stage1 is None:
             raise ValueError("condition kind 'stage1' needs the Stage I model")
