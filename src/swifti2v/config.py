@@ -174,7 +174,7 @@ def stage1_size(video: VideoConfig, stage1: Stage1Config) -> tuple[int, int]:
     return side(video.height), side(video.width)
 
 
-def _nearest_4k1(n: int) -> str:
+def nearest_4k1(n: int) -> str:
     lo = max(1, (n - 1) // 4 * 4 + 1)
     return f"{lo} or {lo + 4}" if lo != n else str(n)
 
@@ -183,7 +183,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Raise UserError for values the pipeline cannot run, naming the value and the fix."""
     v, s2 = cfg.video, cfg.stage2
     if v.frames < 5 or (v.frames - 1) % 4:
-        raise UserError(f"--frames {v.frames} is not 4k+1 with k>=1; use {_nearest_4k1(max(v.frames, 5))}")
+        raise UserError(f"--frames {v.frames} is not 4k+1 with k>=1; use {nearest_4k1(max(v.frames, 5))}")
     mult = max(32, s2.geometry.pixel_multiple)  # 32 keeps the 1/4-size Stage I on its 8-pixel grid
     for name, x in (("--height", v.height), ("--width", v.width)):
         if x <= 0 or x % mult:

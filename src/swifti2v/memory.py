@@ -55,3 +55,15 @@ def resolve_memory_mode(cfg: RunConfig, device: torch.device) -> tuple[RunConfig
         log.warning("even --memory-mode low is predicted to need %.1f GiB with %.1f GiB free; trying it anyway",
                     predicted[mode], free_gib)
     return replace(cfg, memory_mode=mode), MemoryChoice(mode, round(free_gib, 2), predicted)
+
+
+def oom_advice(memory_mode: str | None) -> str:
+    """Out of memory: what would fit, and (for a run in a memory mode) that finished work is kept for the re-run."""
+    fit = "lower --segment-blocks, --height/--width or --frames, or use a GPU with more memory"
+    if memory_mode is None:
+        return f"out of GPU memory; {fit}"
+    lighter = {"fast": "--memory-mode balanced (or low)", "balanced": "--memory-mode low",
+               "auto": "--memory-mode low"}.get(memory_mode)
+    fix = f"re-run with {lighter}" if lighter else fit
+    return (f"out of GPU memory in --memory-mode {memory_mode}; {fix} (2K fits a 24 GB card in low). "
+            "Finished stages and segments are kept: the same command resumes")

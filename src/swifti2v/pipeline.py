@@ -307,36 +307,47 @@ def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | P
     """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
 
     Finished stages and segments go to a work directory as they finish; the same call after a crash or a
-    cancel resumes from them (workdir.py). `stages="stage1"` stops after the hybrid reference, leaving the
-    text embedding, Stage I's latents and z_ref in the work directory; `stages="stage2"` takes them from there
-    (its models need no Stage I) and makes the video: the two halves of one job on two GPUs."""
+    cancel resumes from them (workdir.py). The two halves, `motion` (-> z_ref) and `detail` (-> video), run one
+    after the other; `stages="stage1"` runs the first alone, leaving the text embedding, Stage I's latents and
+    z_ref in the work directory; `stages="stage2"` takes them from there (its models need no Stage I) and runs
+    the second: the two halves of one job on two GPUs (batch --pipeline)."""
     if stages not in STAGES:
         raise ValueError(f"stages must be one of {STAGES}, not {stages!r}")
     picture = media.as_image(image)
     check_prompt(prompt)
     run = Run.start(cfg, as_output(out), {"image": _source_key(image, [picture]), "prompt": prompt}, components,
-                    progress, work, cancel, keep_frames, with_stage1=stages != "stage2")
-    c, s1 = run.comps, run.cfg.stage1
-    inputs = {"image": _describe(image), "prompt": prompt, "loras": c.lora_reports}
+                    progress, work, cancel, keep_frames and stages != "stage1", with_stage1=stages != "stage2")
+    inputs = {"image": _describe(image), "prompt": prompt, "loras": run.comps.lora_reports}
     if stages == "stage2":
         z_ref, inputs = run.handed_over(inputs)  # checked before anything is computed
     text = run.encode_text(prompt)
     if stages != "stage2":
-        # Stage I: the whole clip at low resolution, from the downsampled input image.
-        low = media.fit(picture, *stage1_size(run.cfg.video, s1))
-        z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed,
-                                                           run.device, lambda i, n: run.report("stage1 steps", i, n)),
-                         models="stage1", saved="stage1")
-        # Hybrid reference: decode, upsample, frame 0 := the full-resolution image, encode -> z_ref.
-        z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
-                                                               run.image_at_output_size(picture), c.stage2.vae),
-                         models="reference", saved="z_ref")
+        z_ref = motion(run, picture, text)
         if stages == "stage1":
             return run.hand_over(inputs)
-        run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
-    # Stage II: detail segment by segment; finished segments are saved, decoded and written as they come.
-    run.stage2_to_video(z_ref, text)
+    detail(run, z_ref, text)
     return run.finish(z_ref.shape, inputs, work)
+
+
+def motion(run: Run, picture: Image.Image, text: torch.Tensor) -> torch.Tensor:
+    """The first half: Stage I makes the whole clip at low resolution from the downsampled input image; the
+    hybrid reference (decode, upsample, frame 0 := the full-resolution image, encode) turns it into z_ref."""
+    c, s1 = run.comps, run.cfg.stage1
+    low = media.fit(picture, *stage1_size(run.cfg.video, s1))
+    z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed,
+                                                       run.device, lambda i, n: run.report("stage1 steps", i, n)),
+                     models="stage1", saved="stage1")
+    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
+                                                           run.image_at_output_size(picture), c.stage2.vae),
+                     models="reference", saved="z_ref")
+    run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
+    return z_ref
+
+
+def detail(run: Run, z_ref: torch.Tensor, text: torch.Tensor) -> None:
+    """The second half: Stage II adds the detail segment by segment; finished segments are saved, decoded and
+    written as they come."""
+    run.stage2_to_video(z_ref, text)
 
 
 def choose_frames(available: int, requested: int | None) -> int:
@@ -378,7 +389,7 @@ def refine(cfg: RunConfig, image: media.ImageSource, motion: MotionSource, promp
     z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(windows()), run.image_at_output_size(picture),
                                                            run.comps.stage2.vae), models="reference", saved="z_ref")
     run.keep_low_again(windows, models="reference")
-    run.stage2_to_video(z_ref, text)
+    detail(run, z_ref, text)
     return run.finish(z_ref.shape, {"image": _describe(image), "motion": _describe(motion), "prompt": prompt}, work)
 
 

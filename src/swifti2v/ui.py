@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -46,6 +47,10 @@ class UIConfig:
     out_dir: Path = Path("outputs/ui")
     auth: tuple[str, str] | None = None
     max_upload_mb: int = 50
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536 or self.max_upload_mb < 1:
+            raise UserError(f"--port {self.port} must be 1..65535 and --max-upload-mb at least 1")
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -212,69 +217,85 @@ def _page_error(e: UserError):
 
 
 def build(studio: Studio):
-    """The page."""
-    base = get_preset(studio.cfg.preset)
+    """The page: the settings on the left, the results on the right, the gallery below."""
     with gr.Blocks(title="swifti2v") as page:
         gr.Markdown("# swifti2v\nOne image and a prompt → a high-resolution video (SwiftI2V: low-res motion, "
                     "then detail segment by segment).")
         with gr.Row():
             with gr.Column():
-                image = gr.File(label="Input image", type="filepath", elem_id="image-upload")
-                preview = gr.Image(label="Crop that will be used", interactive=False, elem_id="preview", height=240)
-                prompt = gr.Textbox(label="Prompt", value="the camera pans left", elem_id="prompt")
-                motion = gr.File(label="Optional low-res motion video (runs Stage II alone: refine)",
-                                 type="filepath", elem_id="motion-upload")
-                with gr.Row():
-                    preset = gr.Dropdown(list(PRESETS), value=studio.cfg.preset, label="Preset", elem_id="preset")
-                    memory = gr.Dropdown(["auto", *MEMORY_MODES], value="auto", label="Memory mode")
-                with gr.Row():
-                    height = gr.Number(base.video.height, label="Height", precision=0, elem_id="height")
-                    width = gr.Number(base.video.width, label="Width", precision=0, elem_id="width")
-                    frames = gr.Number(base.video.frames, label="Frames (4k+1)", precision=0, elem_id="frames")
-                with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
-                    dice = gr.Button("Random seed", elem_id="random-seed")
-                    steps = gr.Number(base.stage2.schedule.steps, label="Stage II steps", precision=0,
-                                      elem_id="stage2-steps")
-                with gr.Row():
-                    go = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                ins = _settings(studio)
             with gr.Column():
-                status = gr.Markdown("", elem_id="status")
-                with gr.Row():
-                    video = gr.Video(label="Result", elem_id="result-video", autoplay=False)
-                    low = gr.Video(label="Stage I low-res clip", elem_id="stage1-video")
-                with gr.Row():
-                    crop_bicubic = gr.Image(label="Bicubic upsampling (1:1 crop)", elem_id="crop-bicubic")
-                    crop_final = gr.Image(label="SwiftI2V (same crop)", elem_id="crop-final")
-                with gr.Row():
-                    get_mp4 = gr.DownloadButton("Download mp4", elem_id="download-mp4")
-                    get_json = gr.DownloadButton("Download JSON", elem_id="download-json")
-        gallery = gr.Gallery(value=studio.gallery, label="Outputs of this UI", columns=6, rows=1, height=220,
-                             object_fit="contain", preview=False, elem_id="gallery")
-
-        def on_preset(name):
-            cfg = get_preset(name)
-            return cfg.video.height, cfg.video.width, cfg.video.frames, cfg.stage2.schedule.steps
-
-        def on_run(image_path, motion_path, text, preset_name, h, w, f, s, mode, k, request: gr.Request,
-                   progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-            return studio.run(image_path, motion_path, text, preset_name, h, w, f, s, mode, k,
-                              request.session_hash, progress)
-
-        preset.change(on_preset, preset, [height, width, frames, steps], queue=False)
-        for trigger in (image.upload, height.submit, width.submit):
-            trigger(studio.preview, [image, preset, height, width], preview, concurrency_limit=None,
-                    concurrency_id="preview")  # queued (errors show as messages), never behind a generation
-        dice.click(lambda: random.randrange(2**31), None, seed, queue=False)
-        go.click(on_run, [image, motion, prompt, preset, height, width, frames, seed, memory, steps],
-                 [status, video, low, crop_bicubic, crop_final, get_mp4, get_json, gallery],
-                 concurrency_limit=1, concurrency_id="gpu")
-        def on_cancel(request: gr.Request):
-            return studio.cancel(request.session_hash)
-
-        stop.click(on_cancel, None, status, queue=False)
+                outs = _results()
+        outs.gallery = gr.Gallery(value=studio.gallery, label="Outputs of this UI", columns=6, rows=1, height=220,
+                                  object_fit="contain", preview=False, elem_id="gallery")
+        _wire(studio, ins, outs)
     return page
+
+
+def _settings(studio: Studio) -> SimpleNamespace:
+    base = get_preset(studio.cfg.preset)
+    w = SimpleNamespace()
+    w.image = gr.File(label="Input image", type="filepath", elem_id="image-upload")
+    w.preview = gr.Image(label="Crop that will be used", interactive=False, elem_id="preview", height=240)
+    w.prompt = gr.Textbox(label="Prompt", value="the camera pans left", elem_id="prompt")
+    w.motion = gr.File(label="Optional low-res motion video (runs Stage II alone: refine)",
+                       type="filepath", elem_id="motion-upload")
+    with gr.Row():
+        w.preset = gr.Dropdown(list(PRESETS), value=studio.cfg.preset, label="Preset", elem_id="preset")
+        w.memory = gr.Dropdown(["auto", *MEMORY_MODES], value="auto", label="Memory mode")
+    with gr.Row():
+        w.height = gr.Number(base.video.height, label="Height", precision=0, elem_id="height")
+        w.width = gr.Number(base.video.width, label="Width", precision=0, elem_id="width")
+        w.frames = gr.Number(base.video.frames, label="Frames (4k+1)", precision=0, elem_id="frames")
+    with gr.Row():
+        w.seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
+        w.dice = gr.Button("Random seed", elem_id="random-seed")
+        w.steps = gr.Number(base.stage2.schedule.steps, label="Stage II steps", precision=0,
+                            elem_id="stage2-steps")
+    with gr.Row():
+        w.go = gr.Button("Generate", variant="primary", elem_id="generate")
+        w.stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    return w
+
+
+def _results() -> SimpleNamespace:
+    w = SimpleNamespace()
+    w.status = gr.Markdown("", elem_id="status")
+    with gr.Row():
+        w.video = gr.Video(label="Result", elem_id="result-video", autoplay=False)
+        w.low = gr.Video(label="Stage I low-res clip", elem_id="stage1-video")
+    with gr.Row():
+        w.crop_bicubic = gr.Image(label="Bicubic upsampling (1:1 crop)", elem_id="crop-bicubic")
+        w.crop_final = gr.Image(label="SwiftI2V (same crop)", elem_id="crop-final")
+    with gr.Row():
+        w.get_mp4 = gr.DownloadButton("Download mp4", elem_id="download-mp4")
+        w.get_json = gr.DownloadButton("Download JSON", elem_id="download-json")
+    return w
+
+
+def _wire(studio: Studio, i: SimpleNamespace, o: SimpleNamespace) -> None:
+    """The events: preset defaults, the crop preview, a random seed, generate (one at a time), cancel."""
+    def on_preset(name):
+        cfg = get_preset(name)
+        return cfg.video.height, cfg.video.width, cfg.video.frames, cfg.stage2.schedule.steps
+
+    def on_run(image_path, motion_path, text, preset_name, h, w, f, s, mode, k, request: gr.Request,
+               progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        return studio.run(image_path, motion_path, text, preset_name, h, w, f, s, mode, k,
+                          request.session_hash, progress)
+
+    def on_cancel(request: gr.Request):
+        return studio.cancel(request.session_hash)
+
+    i.preset.change(on_preset, i.preset, [i.height, i.width, i.frames, i.steps], queue=False)
+    for trigger in (i.image.upload, i.height.submit, i.width.submit):
+        trigger(studio.preview, [i.image, i.preset, i.height, i.width], i.preview, concurrency_limit=None,
+                concurrency_id="preview")  # queued (errors show as messages), never behind a generation
+    i.dice.click(lambda: random.randrange(2**31), None, i.seed, queue=False)
+    i.go.click(on_run, [i.image, i.motion, i.prompt, i.preset, i.height, i.width, i.frames, i.seed, i.memory, i.steps],
+               [o.status, o.video, o.low, o.crop_bicubic, o.crop_final, o.get_mp4, o.get_json, o.gallery],
+               concurrency_limit=1, concurrency_id="gpu")
+    i.stop.click(on_cancel, None, o.status, queue=False)
 
 
 def serve(cfg: UIConfig) -> None:

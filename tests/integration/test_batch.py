@@ -84,7 +84,7 @@ def test_two_processes_under_torchrun_cover_every_job_once(tmp_path, image_file)
 
 @pytest.mark.parametrize("line,fragment", [({"image": "a.png"}, "missing prompt"), ([1, 2], "JSON object")])
 def test_malformed_jobs_are_described(tmp_path, image_file, line, fragment):
-    from swifti2v.cli.batch import read_jobs
+    from swifti2v.cli.jobs import read_jobs
 
     jobs = read_jobs(_jobs(tmp_path, image_file, [line]))
     assert fragment in jobs[0].problem

@@ -148,10 +148,10 @@ def test_sigkill_many_moments(tmp_path, image_file, reference_file, seed):
 
 def test_a_lighter_memory_mode_resumes_the_same_work(tmp_path, image_file, reference):
     """After running out of memory the advice is a lighter mode: the work directory still applies."""
-    from swifti2v.cli.main import oom_advice
+    from swifti2v.memory import oom_advice
 
     out = tmp_path / "clip.mp4"
     pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
     pipeline.generate(replace(CFG, memory_mode="low"), image_file, PROMPT, out)  # resumed, not refused
-    assert "--memory-mode low" in oom_advice(replace(CFG, memory_mode="balanced"))
-    assert "resumes" in oom_advice(CFG)
+    assert "--memory-mode low" in oom_advice("balanced")
+    assert "resumes" in oom_advice(CFG.memory_mode)

@@ -2,15 +2,22 @@ import itertools
 
 import pytest
 
-from swifti2v.cli.main import build_parser, resolve_config
 from swifti2v.plan import describe_plan
+from swifti2v.presets import get_preset, with_overrides
 from swifti2v.sampling import plan_segments, whole_clip_plan
 
+CASES = list(itertools.product(range(2, 31), range(1, 9), range(0, 5)))  # (blocks, M, N): 1,160 plans
 
-@pytest.mark.parametrize(
-    "blocks,m,n", list(itertools.product(range(2, 31), range(1, 9), range(0, 5)))
-)
-def test_plan_segments_invariants(blocks, m, n):
+
+def test_plan_segments_invariants_on_every_small_plan():
+    for case in CASES:
+        try:
+            check_plan(*case)
+        except AssertionError as e:
+            raise AssertionError(f"(blocks, M, N) = {case}: {e}") from None
+
+
+def check_plan(blocks: int, m: int, n: int) -> None:
     plan = plan_segments(blocks, m, n)
     generated = [b for seg in plan for b in seg.blocks]
     assert sorted(generated) == list(range(1, blocks)), "every block after the anchor exactly once"
@@ -42,14 +49,12 @@ def test_plan_rejects_bad_arguments():
 
 
 def test_paper_setting_for_2k_preset():
-    args = build_parser().parse_args(["plan", "--preset", "wan-2k-refine", "--frames", "81"])
-    info = describe_plan(resolve_config(args))
+    info = describe_plan(with_overrides(get_preset("wan-2k-refine"), frames=81))
     assert info["blocks"] == 21
     assert info["num_segments"] == 7
     assert info["tokens_per_block"] == 3520
     assert info["largest_window_tokens"] == 17600
     assert info["whole_clip_tokens"] == 73920
     assert info["stage1"] == {"height": 352, "width": 640, "tokens": 18480}
-    no_csg = describe_plan(resolve_config(build_parser().parse_args(["plan", "--preset", "wan-2k-refine",
-                                                                       "--no-csg"])))
+    no_csg = describe_plan(with_overrides(get_preset("wan-2k-refine"), no_csg=True))
     assert no_csg["num_segments"] == 1 and no_csg["largest_window_tokens"] == 73920

@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from swifti2v.config import MEMORY_MODES, validate
+from swifti2v.errors import UserError
 from swifti2v.footprint import (
     GIB,
     dit_memory,
@@ -42,6 +43,12 @@ class CostConfig:
     gpus: tuple[int, ...] = ()  # context-parallel degrees to predict (empty: none)
     parallel: str = "ulysses"
     link_gbps: float = 450.0  # GB/s each GPU sends (NVLink 4 on H100/H200: 900 GB/s both ways)
+
+    def __post_init__(self):
+        if self.peak_tflops <= 0 or not 0 < self.efficiency <= 1:
+            raise UserError("--peak-tflops must be positive and --efficiency in (0, 1]")
+        if self.link_gbps <= 0:
+            raise UserError(f"--link-gbps {self.link_gbps} must be positive (GB/s per GPU)")
 
 
 # ---------------------------------------------------------------- DiT calls

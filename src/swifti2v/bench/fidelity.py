@@ -35,6 +35,7 @@ import torch
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.data.synthetic import SyntheticClip, heldout_clip, heldout_pans, sample_at
+from swifti2v.errors import UserError
 from swifti2v.eval.metrics import (
     aligned_to_first,
     detail_retention,
@@ -75,6 +76,10 @@ class FidelityConfig:
     ablation_model: str | None = None  # Stage II trained without stage-transition conditions (recipe output)
     seed: int = 0
     save_videos: str | None = None  # folder: every row of the first clip as mp4, its truth and input image
+
+    def __post_init__(self):
+        if min(self.clips, self.photo_clips, self.direction_clips) < 0 or self.clips + self.photo_clips < 1:
+            raise UserError("--clips, --photo-clips and --direction-clips must be >= 0, with at least one clip")
 
 
 @dataclass(frozen=True)

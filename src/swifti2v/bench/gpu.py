@@ -56,6 +56,11 @@ class GpuBenchConfig:
     device: str = "auto"
     compile: bool = False
 
+    def __post_init__(self):
+        unknown = [m for m in self.modes if m not in MEMORY_MODES]
+        if unknown:
+            raise UserError(f"--modes {','.join(unknown)} unknown; use some of {','.join(MEMORY_MODES)}")
+
 
 def _text_stand_in(device: torch.device, dtype: torch.dtype) -> TextEncoder:
     """umt5-xxl's width, one layer, byte vocabulary: right shapes, negligible cost (not what is measured)."""

@@ -33,6 +33,17 @@ class ScalingConfig:
     device: str = "auto"
     seed: int = 0
 
+    def __post_init__(self):
+        from swifti2v.config import nearest_4k1
+        from swifti2v.presets import get_preset
+
+        for f in self.frames:
+            if f < 5 or (f - 1) % 4:
+                raise UserError(f"--frames value {f} is not 4k+1; use {nearest_4k1(max(f, 5))}")
+        if self.repeats < 1:
+            raise UserError(f"--repeats {self.repeats} must be at least 1")
+        get_preset(self.preset)  # an unknown preset fails here, not in the first child process
+
 
 def _image(path: Path, size: int = 512) -> Path:
     rng = np.random.default_rng(0)
