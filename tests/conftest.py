@@ -1,9 +1,16 @@
 """Shared fixtures: tiny Wan-architecture components (the `debug-random` preset) built in code; subprocesses
-that cannot outlive their test."""
+that cannot outlive their test; the tiers, marked by folder (unit, equivalence, integration, gpu) and by what a test
+starts (`subprocess`: the CLI in a process, torchrun, a browser, a server).
+
+    pytest                                      # the default tier: what CI and the README run
+    pytest -m "not slow and not subprocess"     # the inner loop (docs/architecture.md has its time)
+"""
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -145,6 +152,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+TIERS = ("unit", "equivalence", "integration", "gpu")
+STARTS_PROCESSES = ("run_process(", "subprocess.run(", "Popen(", "torchrun", "webdriver", ".spawn(")
+
+
+def _starts_processes(function, module) -> bool:
+    """The test's source, or that of a module-level helper or fixture it names, starts another process."""
+    try:
+        source = inspect.getsource(function)
+        names = {n.id for n in ast.walk(ast.parse(source.lstrip())) if isinstance(n, ast.Name)}
+        names |= set(inspect.signature(function).parameters)
+        found = [getattr(module, n, None) for n in names]
+        helpers = [h for h in (getattr(f, "__wrapped__", f) for f in found) if inspect.isfunction(h)]  # fixtures too
+        source += "".join(inspect.getsource(h) for h in helpers)
+    except (OSError, TypeError, ValueError, SyntaxError):
+        return False
+    return any(token in source for token in STARTS_PROCESSES)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its folder's tier, and `subprocess` when it starts other processes."""
+    for item in items:
+        tier = next((t for t in TIERS if f"tests/{t}/" in item.nodeid), None)
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
+        if _starts_processes(getattr(item, "function", None), getattr(item, "module", None)):
+            item.add_marker(pytest.mark.subprocess)
 
 
 def pytest_configure(config):

@@ -22,6 +22,11 @@ def decoded_windows(vae: WanVAE, latents: torch.Tensor) -> Iterator[torch.Tensor
         yield decoder(latents[:, :, b : b + 1])
 
 
+def decode_clip(vae: WanVAE, latents: torch.Tensor) -> torch.Tensor:
+    """Stage I latents -> the whole low-res clip (1, 3, F, h, w), decoded window by window."""
+    return torch.cat(list(decoded_windows(vae, latents)), dim=2)
+
+
 @torch.no_grad()
 def hybrid_reference(windows: Iterable[torch.Tensor], image: torch.Tensor, vae: WanVAE) -> torch.Tensor:
     """windows: low-res pixel windows of 1, 4, 4, ... frames; image: (1, 3, H, W) in [-1, 1].

@@ -50,7 +50,7 @@ from swifti2v.models.components import Components, Stage2Components, load_stage2
 from swifti2v.pipeline import load_components, setup
 from swifti2v.plan import stage2_plan
 from swifti2v.presets import get_preset
-from swifti2v.reference import decoded_windows
+from swifti2v.reference import decode_clip
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
 from swifti2v.training.conditions import ConditionModels, condition_reference, to_image
@@ -238,7 +238,7 @@ def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, d
         image = to_image(clip.low[:, 0])
         text = comps.text.encode(clip.caption, device)
         z = generate_motion(comps.stage1, image, text, run.stage1, run.video, run.seed + n, device)
-        frames = torch.cat(list(decoded_windows(comps.stage1.vae, z)), dim=2)[0].cpu()
+        frames = decode_clip(comps.stage1.vae, z)[0].cpu()
         shift = phase_correlation(frames[:, 0], frames[:, -1])
         truth = phase_correlation(clip.low[:, 0], clip.low[:, -1])
         copy, truth_copy = shifted_copy_psnr(frames), shifted_copy_psnr(clip.low)

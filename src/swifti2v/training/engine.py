@@ -129,6 +129,19 @@ def checkpoint_transformer(step: Path, like: Path, out: Path, ema: bool = False)
     return out
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a training checkpoint (RUN/checkpoints/step-N: accelerate's model.safetensors, the raw
+    weights) or of a transformer folder (its safetensors shards)."""
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    files = ([folder / "model.safetensors"] if (folder / "model.safetensors").is_file()
+             else sorted(folder.glob("diffusion_pytorch_model*.safetensors")))
+    if not files:
+        raise UserError(f"{folder} holds no model.safetensors and no diffusion_pytorch_model*.safetensors")
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
 def weight_digest(acc: Accelerator, params: list[torch.Tensor]) -> list[list[float]]:
     """Per-rank (sum, sum of squares) of the trained weights: equal on every rank when DDP is in sync."""
     s = torch.zeros(2, dtype=torch.float64, device=acc.device)

@@ -1,7 +1,9 @@
 """Training curves of the tiny recipe: a markdown table and a PNG (docs/results.md), from metrics.jsonl.
 
-    python recipes/tiny/curves.py outputs/tiny --png docs/figures/tiny_training.png
+    python -m recipes.tiny.probes.curves outputs/tiny --png docs/figures/tiny_training.png
 """
+
+from __future__ import annotations
 
 import argparse
 import json
@@ -41,11 +43,12 @@ def plot(curves: dict[str, list[tuple[int, float]]], out: Path, size=(720, 360),
     img.save(out)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recipes.tiny.probes.curves", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="the recipe's run folder (default layout of recipes/tiny/train.sh)")
     p.add_argument("--png", help="write the plot here")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     curves = {name: read(Path(a.run) / name) for name in RUNS}
     curves = {k: v for k, v in curves.items() if v}
     steps = sorted({s for c in curves.values() for s, _ in c if s % 100 == 0 or s == max(x for x, _ in c)})
@@ -56,7 +59,8 @@ def main() -> None:
         print(f"| {s} | " + " | ".join(cells) + " |")
     if a.png:
         plot(curves, Path(a.png))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The tiny models' recipe: train.sh, and probes/ (importable modules run as `python -m recipes.tiny.probes.NAME`)."""

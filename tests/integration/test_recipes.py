@@ -1,0 +1,71 @@
+"""The recipe's module entry points: the tiny workshop (training/tiny.py) on a tiny folder, and the probes
+(recipes/tiny/probes) as importable modules with `main(argv)`."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import WanTransformer3DModel
+from safetensors.torch import load_file
+
+from swifti2v.models import debug
+from swifti2v.training import tiny
+
+PROBES = ("stage1_direction", "stage1_overfit", "checkpoint_gain", "codec_check", "curves")
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_every_probe_is_a_module_with_a_main(name, capsys):
+    probe = importlib.import_module(f"recipes.tiny.probes.{name}")
+    with pytest.raises(SystemExit) as done:
+        probe.main(["--help"])
+    assert done.value.code == 0 and f"recipes.tiny.probes.{name}" in capsys.readouterr().out
+
+
+def test_a_malformed_schedule_is_refused_before_anything_loads(capsys):
+    from recipes.tiny.probes import stage1_direction
+
+    with pytest.raises(SystemExit) as done:
+        stage1_direction.main(["shipped", "--schedule", "8,3"])
+    assert done.value.code == 2 and "give STEPS,SHIFT,SAMPLER" in capsys.readouterr().err
+
+
+def test_curves_draw_the_runs_it_finds(tmp_path, capsys):
+    from recipes.tiny.probes import curves
+
+    for run, losses in (("stage1", [0.5, 0.3]), ("stage2", [0.2, 0.1])):
+        (tmp_path / run).mkdir()
+        rows = [{"step": 100 * (i + 1), "loss": v} for i, v in enumerate(losses)]
+        (tmp_path / run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert curves.main([str(tmp_path), "--png", str(tmp_path / "c.png")]) == 0
+    table = capsys.readouterr().out
+    assert "| step | stage1 | stage2 |" in table and "| 200 | 0.300 | 0.100 |" in table
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def _base(root: Path) -> Path:
+    """A model folder as build-base writes one (transformer, codec-free), from the debug components."""
+    for stage in ("stage1", "stage2"):
+        debug.tiny_stage2_transformer().save_pretrained(root / stage / "transformer")
+        debug.tiny_text_encoder().save_pretrained(root / stage / "text_encoder")
+    return root
+
+
+def test_the_workshop_zeroes_a_head_composes_and_assembles(tmp_path, capsys):
+    base = _base(tmp_path / "base")
+    trained = tmp_path / "trained"
+    debug.tiny_stage2_transformer().save_pretrained(trained)
+    tiny.main(["zero-head", str(trained)])
+    model = WanTransformer3DModel.from_pretrained(trained)
+    assert model.proj_out.weight.abs().sum() == 0 and model.proj_out.bias.abs().sum() == 0
+    tiny.main(["compose", str(base / "stage1"), str(trained), str(tmp_path / "composed")])
+    assert (tmp_path / "composed" / "text_encoder").is_dir()
+    shards = sorted((tmp_path / "composed" / "transformer").glob("diffusion_pytorch_model*.safetensors"))
+    weights = {k: v for f in shards for k, v in load_file(str(f)).items()}
+    assert torch.equal(weights["proj_out.weight"], model.proj_out.weight)
+    tiny.main(["assemble", "--base", str(base), "--stage1", str(trained), "--stage2", str(trained),
+               "--out", str(tmp_path / "bundle")])
+    assert {p.name for p in (tmp_path / "bundle").iterdir()} == {"stage1", "stage2"}
+    assert not (tmp_path / "bundle.tmp").exists()
