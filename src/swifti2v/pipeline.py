@@ -150,13 +150,15 @@ def _source_key(source, images: Sequence[Image.Image]) -> Path | bytes:
     return b"".join(f"{im.size}".encode() + im.tobytes() for im in images)
 
 
-class Run:
-    """One `generate` or `refine` call: everything its steps share, and the one way a step is run."""
+class Run(Setup):
+    """One `generate` or `refine` call, the one context its steps share: the setup (resolved config, device,
+    dtype, placement), the models, the work directory, the outputs, progress and cancel, the stage timer, and
+    whether the caller keeps the frames; and the one way a step is run."""
 
     def __init__(self, s: Setup, comps: Components, work: WorkDir, output: Output, progress: Progress | None,
                  cancel: CancelCheck | None, keep_frames: bool, timer: StageTimer):
-        self.cfg, self.device, self.placer, self.comps = s.cfg, s.device, s.placer, comps
-        self.setup, self.work, self.output, self.timer = s, work, output, timer
+        super().__init__(s.cfg, s.device, s.dtype, s.memory)
+        self.comps, self.work, self.output, self.timer = comps, work, output, timer
         self.placement = get_placement(s.cfg.memory_mode)
         self._progress, self._cancel, self.keep_frames = progress, cancel, keep_frames
         self.low_frames: list[np.ndarray] = []  # the low-res clip as Stage II saw it (kept with keep_frames)
@@ -263,7 +265,7 @@ class Run:
         self.report("stage2 segments", 0, n)
         with FrameSink(self.output, self.cfg.video.fps, self.keep_frames) as sink, self.timer("stage2"), \
                 self.placer.stage(self.comps, "stage2"):
-            shard = parallel.decode_shard() if self.setup.split else None  # tiles over the processes
+            shard = parallel.decode_shard() if self.split else None  # tiles over the processes
             write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap, shard)
                      if p.decode_order == "segment" else None)
 
@@ -289,7 +291,7 @@ class Run:
         info = sidecar(self, latent_shape, inputs)
         if self.output.video is not None:
             atomic_write_json(self.output.video.with_suffix(".json"), info)
-        if self.setup.split:
+        if self.split:
             parallel.barrier()  # every process has read what it needed from the work directory
         if not work.keep:
             self.work.remove()
@@ -406,7 +408,7 @@ def _describe(source) -> str:
 
 def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
     """OUT.json: resolved config, inputs, outputs, segment plan, seconds per stage, peak memory."""
-    timer, s = run.timer, run.setup
+    timer, s = run.timer, run
     choice = s.memory or run.comps.memory_choice  # made when the models were loaded
     memory = peak_memory(s.device)
     if timer.peaks_gib:  # the timer resets CUDA's peak counter per stage: the run's peak is the largest

@@ -30,6 +30,7 @@ def test_a_malformed_schedule_is_refused_before_anything_loads(capsys):
     with pytest.raises(SystemExit) as done:
         stage1_direction.main(["shipped", "--schedule", "8,3"])
     assert done.value.code == 2 and "give STEPS,SHIFT,SAMPLER" in capsys.readouterr().err
+    assert torch.is_grad_enabled(), "a probe leaves no global state behind"
 
 
 def test_curves_draw_the_runs_it_finds(tmp_path, capsys):

@@ -96,12 +96,12 @@ def summary(result: dict, c: str) -> str:
             f"dB, worst clip {worst:+.3f} dB")
 
 
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     a = p.parse_args(argv)
     if a.crops and a.names and len(a.names) != len(a.checkpoints):
         p.error(f"--names gives {len(a.names)} labels for {len(a.checkpoints)} checkpoints")
-    torch.set_grad_enabled(False)
     run = get_preset("tiny")
     cfg = FidelityConfig(clips=a.clips, photo_clips=a.photo_clips, height=a.size[0], width=a.size[1])
     text_encoder = load_text_encoder(run.stage1.model, CPU, torch.float32)

@@ -157,12 +157,12 @@ def measure(x: Probe) -> dict[str, float]:
         f"x0_over_input_error_sigma{sigma}": round(denoising(x, sigma), 2) for sigma in (0.1, 0.5)} | transition(x)
 
 
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     a = p.parse_args(argv)
     if a.gate and len(a.checkpoints) != 1:
         p.error("--gate takes one checkpoint")
-    torch.set_grad_enabled(False)
     run = with_schedule(get_preset("tiny"), a.schedule, p)
     s = setup(run)
     x = Probe(run, s, load_components(s, with_stage1=True), a.clips)

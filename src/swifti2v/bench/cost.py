@@ -1,7 +1,7 @@
 """`swifti2v bench cost`: what a run costs, from the model configs alone (no weights, no GPU).
 
 Per stage and per DiT call: tokens; FLOPs (closed form from the config, split linear / attention,
-bench/counting.py); memory: weights, activations (traced on meta with per-frame modulation), what
+models/counting.py); memory: weights, activations (traced on meta with per-frame modulation), what
 diffusers' per-token modulation would add, the attention workspace (flash-style kernels keep per-row
 statistics; the L x L score matrix a math kernel would need is shown for scale), the VAE's. Rows: the
 run's CSG Stage II, end-to-end Stage II (`--no-csg`), and an end-to-end baseline that runs the Stage I
