@@ -38,6 +38,16 @@ def frame_timesteps(frame_sigmas: torch.Tensor, batch: int) -> torch.Tensor:
     return t[:, 0] if bool((t == t[:, :1]).all()) else t
 
 
+def high_noise(sigma: float, boundary_ratio: float) -> bool:
+    """Wan's and diffusers' expert rule for an A14B pair: the high-noise expert at timestep >= boundary timestep.
+
+    Compared as timesteps (the float32 sigma x 1000, as the model gets it), not as sigmas: the float32 sigma
+    0.9 is 0.89999998, below a 0.9 boundary, yet its timestep is 900.0 — the tie goes to the high-noise expert.
+    """
+    timestep = float(torch.tensor(sigma, dtype=torch.float32) * NUM_TRAIN_TIMESTEPS)
+    return timestep >= boundary_ratio * NUM_TRAIN_TIMESTEPS
+
+
 def token_timesteps(frame_t: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
     """(B, F) -> (B, L) per token (frame-major token order: frame f owns tokens [f*HW, (f+1)*HW))."""
     return frame_t.repeat_interleave(tokens_per_frame, dim=1)
@@ -52,7 +62,7 @@ class WanVelocity:
     image_embeds: torch.Tensor | None = None  # Wan2.1 I2V CLIP tokens
     extra_channels: torch.Tensor | None = None  # appended after x and the reference (Stage I condition)
     transformer_2: WanTransformer3DModel | None = None  # low-noise expert of a Wan2.2 A14B pair
-    boundary_sigma: float | None = None  # use `transformer` at sigma >= boundary, else transformer_2
+    boundary_sigma: float | None = None  # `transformer` at timestep >= boundary x 1000 (high_noise), else 2
     runner: nn.Module | None = None  # what to call instead of `transformer` (a DDP/FSDP wrapper of it)
     prediction: str = "velocity"  # or "x0" (a residual on the conditioning's guess), "x0-skip" (see x0_guess)
 
@@ -63,7 +73,7 @@ class WanVelocity:
                 install_frame_modulation(model)
 
     def expert(self, sigma: float) -> WanTransformer3DModel:
-        if self.transformer_2 is None or self.boundary_sigma is None or sigma >= self.boundary_sigma:
+        if self.transformer_2 is None or self.boundary_sigma is None or high_noise(sigma, self.boundary_sigma):
             return self.transformer
         return self.transformer_2
 
