@@ -70,3 +70,17 @@ def test_the_workshop_zeroes_a_head_composes_and_assembles(tmp_path, capsys):
                "--out", str(tmp_path / "bundle")])
     assert {p.name for p in (tmp_path / "bundle").iterdir()} == {"stage1", "stage2"}
     assert not (tmp_path / "bundle.tmp").exists()
+
+
+def test_export_turns_a_training_checkpoint_into_a_transformer_folder(tmp_path):
+    from safetensors.torch import save_file
+
+    like, step = tmp_path / "like", tmp_path / "run" / "checkpoints" / "step-0000002"
+    model = debug.tiny_stage2_transformer()
+    model.save_pretrained(like)
+    step.mkdir(parents=True)
+    trained = {k: v + 1 for k, v in model.state_dict().items()}
+    save_file(trained, str(step / "model.safetensors"))
+    tiny.main(["export", str(step), str(like), str(tmp_path / "out")])
+    loaded = WanTransformer3DModel.from_pretrained(tmp_path / "out")
+    assert torch.equal(loaded.proj_out.weight, trained["proj_out.weight"])

@@ -7,6 +7,7 @@ The architecture is models/tiny.py; this module makes and moves its weights for 
     python -m swifti2v.training.tiny zero-head FOLDER
     python -m swifti2v.training.tiny compose BASE_FOLDER TRANSFORMER OUT
     python -m swifti2v.training.tiny assemble --base RUN/base --stage1 S1 --stage2 S2 [--out BUNDLE]
+    python -m swifti2v.training.tiny export RUN/checkpoints/step-N LIKE OUT [--ema]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from swifti2v.models.adapter import PREDICTION_FILE
 from swifti2v.models.codec import PixelCodec, fit_pca, patch_vectors
 from swifti2v.models.tiny import CODEC, Z, stage1_transformer, stage2_transformer
 from swifti2v.presets import WEIGHTS_DIR
+from swifti2v.training.engine import checkpoint_transformer
 
 # The codec's fit weighs bicubic x4 round trips 8x the sharp patches: the reference then loses <= 0.1 dB
 # to the round trip (docs/results.md), and the sharp clips still reconstruct at ~39 dB.
@@ -156,6 +158,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--stage1", required=True, help="trained Stage I transformer folder (train stage1 .../final)")
     a.add_argument("--stage2", required=True, help="trained Stage II transformer folder (stage-transition)")
     a.add_argument("--out", default=str(WEIGHTS_DIR / "tiny"), help="bundle folder (default: the package's)")
+    e = sub.add_parser("export", help="a training checkpoint as a transformer folder (raw weights, or --ema)")
+    e.add_argument("step", help="a training checkpoint folder, RUN/checkpoints/step-N")
+    e.add_argument("like", help="a transformer folder with the same config (its config.json and sidecars are copied)")
+    e.add_argument("out", help="the new transformer folder")
+    e.add_argument("--ema", action="store_true", help="the run's exponential moving average, not the raw weights")
     return p
 
 
@@ -167,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         zero_head_folder(args.folder)
     elif args.command == "compose":
         print(compose(args.base, args.transformer, args.out))
+    elif args.command == "export":
+        print(checkpoint_transformer(Path(args.step), Path(args.like), Path(args.out), args.ema))
     else:
         print(assemble(args.base, args.stage1, args.stage2, args.out))
 
