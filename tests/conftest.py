@@ -49,6 +49,31 @@ def text():
 
 
 @pytest.fixture(scope="session")
+def wan_folders(tmp_path_factory):
+    """Wan2.1-I2V-like (CLIP), Wan2.2-I2V-A14B-like (two experts, boundary 0.9) and TI2V-5B-like pipeline folders
+    with tiny weights, saved as diffusers saves them (the real loading path, as on the Hub)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline
+
+    from swifti2v.models import debug
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    tok, te = debug.tiny_tokenizer(), debug.tiny_text_encoder()
+    clip, proc = debug.tiny_image_encoder()
+    sched = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
+                            image_processor=proc, image_encoder=clip,
+                            transformer=debug.tiny_stage1_transformer()).save_pretrained(root / "i2v")
+    expert = lambda: debug._tiny_dit(in_channels=2 * debug.STAGE1_Z + 4, out_channels=debug.STAGE1_Z)  # noqa: E731
+    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
+                            transformer=expert(), transformer_2=expert(),
+                            boundary_ratio=0.9).save_pretrained(root / "a14b")
+    WanPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_22(), scheduler=sched,
+                transformer=debug.tiny_stage2_transformer(), expand_timesteps=True).save_pretrained(root / "ti2v")
+    return root
+
+
+@pytest.fixture(scope="session")
 def image_file(tmp_path_factory):
     """A 300x500 textured RGB image."""
     rng = np.random.default_rng(0)

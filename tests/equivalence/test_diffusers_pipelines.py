@@ -1,8 +1,7 @@
 """Both stages against a reference this project did not write.
 
-Stage I against diffusers' own `WanImageToVideoPipeline` (Wan2.1-I2V
-with a CLIP image encoder, and the Wan2.2 A14B expert pair with `boundary_ratio` 0.9) on tiny random folders,
-with the same initial noise, the same sigmas (the pipeline's scheduler is handed the project's), the same text
+Stage I against diffusers' own `WanImageToVideoPipeline` (Wan2.1-I2V with a CLIP image encoder, and the Wan2.2
+A14B expert pair with `boundary_ratio` 0.9) on the tiny random folders of conftest.py, with the same initial noise, the same sigmas (the pipeline's scheduler is handed the project's), the same text
 embeddings and no CFG. The re-noise sampler is diffusers' `stochastic_sampling` scheduler fed the project's
 per-step noise. Final latents must agree to float32 precision — including schedules where a sigma equals the
 A14B boundary exactly, where the expert is chosen by timestep (sigma x 1000 >= 900, ties to the high-noise one).
@@ -39,26 +38,6 @@ CPU = torch.device("cpu")
 SEED = 7
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """A Wan2.1-I2V-like folder (CLIP) and a Wan2.2-A14B-like one (two experts, boundary 0.9), VAE with non-trivial
-    latent mean/std, saved as diffusers saves them."""
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    tok, te = debug.tiny_tokenizer(), debug.tiny_text_encoder()
-    clip, proc = debug.tiny_image_encoder()
-    sched = FlowMatchEulerDiscreteScheduler(shift=5.0)
-    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
-                            image_processor=proc, image_encoder=clip,
-                            transformer=debug.tiny_stage1_transformer()).save_pretrained(root / "i2v")
-    expert = lambda: debug._tiny_dit(in_channels=2 * debug.STAGE1_Z + 4, out_channels=debug.STAGE1_Z)  # noqa: E731
-    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
-                            transformer=expert(), transformer_2=expert(),
-                            boundary_ratio=0.9).save_pretrained(root / "a14b")
-    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_22(), scheduler=sched,
-                            transformer=debug.tiny_stage2_transformer(),
-                            expand_timesteps=True).save_pretrained(root / "ti2v")
-    return root
 
 
 class ProjectSigmas(FlowMatchEulerDiscreteScheduler):
@@ -129,14 +108,14 @@ CASES = {  # name: (folder, sampler, steps, shift, height, width, frames)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_stage1_equals_diffusers_wan_i2v_pipeline(folders, image_file, case, monkeypatch):
+def test_stage1_equals_diffusers_wan_i2v_pipeline(wan_folders, image_file, case, monkeypatch):
     folder, sampler, steps, shift, height, width, frames = CASES[case]
     schedule = ScheduleConfig(steps=steps, shift=shift, sampler=sampler)
     video = VideoConfig(height=height * 4, width=width * 4, frames=frames)
     image = fit(load_image(image_file), height, width)
-    text = diffusers_text(folders / folder)
-    ours, our_experts = project_latents(folders / folder, image, text, schedule, video)
-    theirs, their_experts = reference_latents(folders / folder, image, text, schedule, video, monkeypatch)
+    text = diffusers_text(wan_folders / folder)
+    ours, our_experts = project_latents(wan_folders / folder, image, text, schedule, video)
+    theirs, their_experts = reference_latents(wan_folders / folder, image, text, schedule, video, monkeypatch)
     assert our_experts == their_experts
     assert ours.shape == theirs.shape
     torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=0)
@@ -165,19 +144,19 @@ REFINE_CASES = {  # name: (sampler, steps, shift, start_sigma, height, width, fr
 
 
 @pytest.mark.parametrize("case", list(REFINE_CASES))
-def test_refine_in_one_window_equals_diffusers_ti2v(folders, image_file, case, monkeypatch):
+def test_refine_in_one_window_equals_diffusers_ti2v(wan_folders, image_file, case, monkeypatch):
     sampler, steps, shift, start, height, width, frames = REFINE_CASES[case]
     schedule = ScheduleConfig(steps=steps, shift=shift, sampler=sampler, start_sigma=start)
     image = fit(load_image(image_file), height, width)
-    text = diffusers_text(folders / "ti2v")
-    stage2 = load_stage2(str(folders / "ti2v"), None, False, CPU, torch.float32)
+    text = diffusers_text(wan_folders / "ti2v")
+    stage2 = load_stage2(str(wan_folders / "ti2v"), None, False, CPU, torch.float32)
     z_ref = a_z_ref(stage2, image, frames)
-    cfg = Stage2Config(mode="refine", model=str(folders / "ti2v"), schedule=schedule, csg=False)
+    cfg = Stage2Config(mode="refine", model=str(wan_folders / "ti2v"), schedule=schedule, csg=False)
     ours = add_detail(stage2, z_ref, text, cfg, SEED)
 
     shape = tuple(z_ref.shape)
     start_latents = (1 - start) * z_ref + start * clip_noise(SEED, "stage2", shape)  # refine's SDEdit start
-    pipe = diffusers_pipeline(folders / "ti2v", schedule, step_noises(SEED, "stage2", shape, steps, sampler),
+    pipe = diffusers_pipeline(wan_folders / "ti2v", schedule, step_noises(SEED, "stage2", shape, steps, sampler),
                               monkeypatch)
     theirs = pipe(image=image, prompt_embeds=text, height=height, width=width, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=1.0, latents=start_latents, output_type="latent").frames

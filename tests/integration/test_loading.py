@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline
+from diffusers import WanPipeline
 
 from swifti2v import pipeline
 from swifti2v.config import ScheduleConfig
@@ -18,36 +18,18 @@ from swifti2v.stage1 import generate_motion
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """Wan2.1-I2V-like, Wan2.2-I2V-A14B-like and TI2V-5B-like pipeline folders with tiny weights."""
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    tok, te = debug.tiny_tokenizer(), debug.tiny_text_encoder()
-    clip, proc = debug.tiny_image_encoder()
-    sched = FlowMatchEulerDiscreteScheduler(shift=5.0)
-    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
-                            image_processor=proc, image_encoder=clip,
-                            transformer=debug.tiny_stage1_transformer()).save_pretrained(root / "i2v")
-    expert = lambda: debug._tiny_dit(in_channels=2 * debug.STAGE1_Z + 4, out_channels=debug.STAGE1_Z)
-    WanImageToVideoPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_21(), scheduler=sched,
-                            transformer=expert(), transformer_2=expert(),
-                            boundary_ratio=0.9).save_pretrained(root / "a14b")
-    WanPipeline(tokenizer=tok, text_encoder=te, vae=debug.tiny_vae_22(), scheduler=sched,
-                transformer=debug.tiny_stage2_transformer(), expand_timesteps=True).save_pretrained(root / "ti2v")
-    return root
 
 
-def test_components_load_from_folders(folders):
-    s1 = load_stage1(str(folders / "i2v"), CPU, torch.float32)
+def test_components_load_from_folders(wan_folders):
+    s1 = load_stage1(str(wan_folders / "i2v"), CPU, torch.float32)
     assert s1.transformer.config.image_dim == 16 and s1.pipe.image_encoder is not None
     assert s1.transformer_2 is None and s1.boundary_sigma is None
     assert s1.vae.z_dim == debug.STAGE1_Z and s1.vae.spatial == 8
-    pair = load_stage1(str(folders / "a14b"), CPU, torch.float32)
+    pair = load_stage1(str(wan_folders / "a14b"), CPU, torch.float32)
     assert pair.transformer_2 is not None and pair.boundary_sigma == 0.9 and pair.pipe.image_encoder is None
-    s2 = load_stage2(str(folders / "ti2v"), None, False, CPU, torch.float32)
+    s2 = load_stage2(str(wan_folders / "ti2v"), None, False, CPU, torch.float32)
     assert not s2.concat and s2.vae.spatial == 16 and s2.vae.z_dim == debug.STAGE2_Z
-    text = load_text_encoder(str(folders / "ti2v"), CPU, torch.float32)
+    text = load_text_encoder(str(wan_folders / "ti2v"), CPU, torch.float32)
     emb = text.encode("a red square moves up", CPU)
     assert emb.shape == (1, 512, debug.TEXT_DIM)
     assert emb[0, 30:].abs().sum() == 0, "padded to 512 tokens with zeros past the prompt"
@@ -58,8 +40,8 @@ def test_components_load_from_folders(folders):
         torch.testing.assert_close(text.encode(prompt, CPU), ref.float(), atol=1e-5, rtol=1e-5)
 
 
-def test_two_expert_stage1_switches_at_the_boundary(folders, image_file):
-    pair = load_stage1(str(folders / "a14b"), CPU, torch.float32)
+def test_two_expert_stage1_switches_at_the_boundary(wan_folders, image_file):
+    pair = load_stage1(str(wan_folders / "a14b"), CPU, torch.float32)
     calls = []
     for name, model in (("high", pair.transformer), ("low", pair.transformer_2)):
         model.register_forward_pre_hook(lambda *a, name=name: calls.append(name))
@@ -71,10 +53,10 @@ def test_two_expert_stage1_switches_at_the_boundary(folders, image_file):
     assert calls == ["high", "high", "low", "low"]
 
 
-def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_path):
+def test_generate_with_folder_models_in_refine_mode(wan_folders, image_file, tmp_path):
     cfg = get_preset("debug-random")
-    cfg = replace(cfg, stage1=replace(cfg.stage1, model=str(folders / "i2v")),
-                  stage2=replace(cfg.stage2, mode="refine", model=str(folders / "ti2v"),
+    cfg = replace(cfg, stage1=replace(cfg.stage1, model=str(wan_folders / "i2v")),
+                  stage2=replace(cfg.stage2, mode="refine", model=str(wan_folders / "ti2v"),
                                  schedule=ScheduleConfig(steps=3, shift=3.0, start_sigma=0.6)))
     info = pipeline.generate(cfg, image_file, "the camera pans left", tmp_path / "v.mp4").info
     meta = probe_video(tmp_path / "v.mp4")
@@ -82,8 +64,8 @@ def test_generate_with_folder_models_in_refine_mode(folders, image_file, tmp_pat
     assert info["config"]["stage2"]["mode"] == "refine"
 
 
-def test_a14b_stage1_runs_with_a_lora_per_expert(folders, image_file, tmp_path):
-    """The wan22-2k-refine layout on tiny folders: a LoRA for each expert of the pair, named as the preset
+def test_a14b_stage1_runs_with_a_lora_per_expert(wan_folders, image_file, tmp_path):
+    """The wan22-2k-refine layout on tiny wan_folders: a LoRA for each expert of the pair, named as the preset
     names LightX2V's, and a third for both; the sidecar reports which expert each went to."""
     from safetensors.torch import save_file
 
@@ -94,8 +76,8 @@ def test_a14b_stage1_runs_with_a_lora_per_expert(folders, image_file, tmp_path):
                    "diffusion_model.blocks.1.diff_m": torch.randn(1, 6, 24, generator=g)},
                   tmp_path / f"{name}.safetensors")
     cfg = get_preset("debug-random")
-    cfg = replace(cfg, video=replace(cfg.video, frames=9), stage1=replace(cfg.stage1, model=str(folders / "a14b")),
-                  stage2=replace(cfg.stage2, mode="refine", model=str(folders / "ti2v"),
+    cfg = replace(cfg, video=replace(cfg.video, frames=9), stage1=replace(cfg.stage1, model=str(wan_folders / "a14b")),
+                  stage2=replace(cfg.stage2, mode="refine", model=str(wan_folders / "ti2v"),
                                  schedule=ScheduleConfig(steps=2, shift=3.0, start_sigma=0.6)))
     cfg = with_overrides(cfg, lora=[f"high={tmp_path / 'high_noise.safetensors'}",
                                     f"low={tmp_path / 'low_noise.safetensors'}@0.5",
