@@ -1,10 +1,11 @@
 """Both stages against a reference this project did not write.
 
-Stage I against diffusers' own `WanImageToVideoPipeline` (Wan2.1-I2V with a CLIP image encoder, and the Wan2.2
-A14B expert pair with `boundary_ratio` 0.9) on the tiny random folders of conftest.py, with the same initial noise, the same sigmas (the pipeline's scheduler is handed the project's), the same text
-embeddings and no CFG. The re-noise sampler is diffusers' `stochastic_sampling` scheduler fed the project's
-per-step noise. Final latents must agree to float32 precision — including schedules where a sigma equals the
-A14B boundary exactly, where the expert is chosen by timestep (sigma x 1000 >= 900, ties to the high-noise one).
+Stage I against diffusers' own `WanImageToVideoPipeline` (Wan2.1-I2V with a CLIP image encoder, and the Wan2.2 A14B
+expert pair with `boundary_ratio` 0.9) on the tiny random folders of conftest.py, with the same initial noise, the
+same sigmas (the pipeline's scheduler is handed the project's), the same text embeddings and no CFG. The re-noise
+sampler is diffusers' `stochastic_sampling` scheduler fed the project's per-step noise. Final latents must agree to
+float32 precision — including schedules where a sigma equals the A14B boundary exactly, where the expert is chosen
+by timestep (sigma x 1000 >= 900, ties to the high-noise one).
 
 Stage II's `refine` mode against diffusers' TI2V-5B image-to-video path (`WanImageToVideoPipeline` with
 `expand_timesteps`, the first frame's latent clean at timestep 0, no image encoder) where the two compute the same
