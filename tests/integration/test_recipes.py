@@ -84,3 +84,27 @@ def test_export_turns_a_training_checkpoint_into_a_transformer_folder(tmp_path):
     tiny.main(["export", str(step), str(like), str(tmp_path / "out")])
     loaded = WanTransformer3DModel.from_pretrained(tmp_path / "out")
     assert torch.equal(loaded.proj_out.weight, trained["proj_out.weight"])
+
+
+def test_the_gpu_script_runs_its_whole_path_at_two_steps_on_cpu(tmp_path):
+    """recipes/tiny/gpu.sh, as the test tier can afford it: both stages 2 steps on tiny data, then gains.json with
+    the direction count and the Stage II gains beside the bundle's, and a candidate bundle."""
+    import os
+    import sys
+
+    from conftest import run_process
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "STEPS": "2", "S1_BATCH": "1", "S2_BATCH": "1", "S2_SIZE": "64", "PRECISION": "no",
+           "NUM_WORKERS": "0", "DIRECTION_CLIPS": "1", "PHOTO_CLIPS": "1", "GAIN_SIZE": "64 64",
+           "EXTRA": "--set data.bank=4", "PYTHON": sys.executable, "SWIFTI2V": f"{sys.executable} -m swifti2v"}
+    r = run_process(["bash", "recipes/tiny/gpu.sh", str(tmp_path / "run")], cwd=root, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    gains = json.loads((tmp_path / "run" / "gains.json").read_text())
+    assert set(gains["stage1"]) == {"bundled", "new"} and gains["stage1"]["new"]["clips"] == 1
+    for key in ("stage1", "direction_only", "reach", "shifted_copy_db"):
+        assert key in gains["stage1"]["new"]
+    assert set(gains["stage2"]["new"]) == {"photo_gain_db", "anchor_gain_last_third_db", "worst_clip_gain_db"}
+    for run in ("stage1", "stage2"):
+        assert json.loads((tmp_path / "run" / run / "run.json").read_text())
+    assert {p.name for p in (tmp_path / "run" / "bundle").iterdir()} == {"stage1", "stage2"}

@@ -87,13 +87,28 @@ def clip_row(clip, text, models: dict[str, Stage2Components], crops: list | None
     return row
 
 
-def summary(result: dict, c: str) -> str:
+def summary(result: dict, c: str) -> dict[str, float]:
+    """Model `c` over the clips: the mean gain over bicubic on the photographs, what the anchor adds on their last
+    third, and the worst clip's gain (dB)."""
     photo = [r[c]["gain"] for k, r in result.items() if k.startswith("photo")]
     anchor = [r[c]["gain_last_third"] - r[f"{c} no anchor"]["gain_last_third"] for k, r in result.items()
               if k.startswith("photo")]
-    worst = min(r[c]["gain"] for r in result.values())
-    return (f"{c}: photo gain {sum(photo) / len(photo):+.3f} dB, anchor (last third) {sum(anchor) / len(anchor):+.3f} "
-            f"dB, worst clip {worst:+.3f} dB")
+    return {"photo_gain_db": round(sum(photo) / len(photo), 3),
+            "anchor_gain_last_third_db": round(sum(anchor) / len(anchor), 3),
+            "worst_clip_gain_db": round(min(r[c]["gain"] for r in result.values()), 3)}
+
+
+def measure(models: dict[str, Stage2Components], cfg: FidelityConfig, crops: list | None = None) -> dict:
+    """Every held-out clip's row (printed as it comes); with `crops`, the first photograph's videos go there."""
+    text_encoder = load_text_encoder(get_preset("tiny").stage1.model, CPU, torch.float32)
+    result = {}
+    for name in ("photo", "procedural"):
+        for i, clip in enumerate(heldout_clips(name, cfg)):
+            keep = crops is not None and name == "photo" and i == 0  # the clip --crops draws
+            row = clip_row(clip, text_encoder.encode(clip.caption, CPU), models, crops if keep else None)
+            result[f"{name} {i}"] = row
+            print(json.dumps({f"{name} {i}": row}), flush=True)
+    return result
 
 
 @torch.no_grad()
@@ -104,18 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--names gives {len(a.names)} labels for {len(a.checkpoints)} checkpoints")
     run = get_preset("tiny")
     cfg = FidelityConfig(clips=a.clips, photo_clips=a.photo_clips, height=a.size[0], width=a.size[1])
-    text_encoder = load_text_encoder(run.stage1.model, CPU, torch.float32)
     models = {c: load_stage2(run.stage2.model, transformer_folder(c, a.like, a.ema), True, CPU, torch.float32)
               for c in a.checkpoints}
-    result, crops = {}, []  # crops: (label, (3, F, H, W) video) for --crops
-    for name in ("photo", "procedural"):
-        for i, clip in enumerate(heldout_clips(name, cfg)):
-            keep = bool(a.crops) and name == "photo" and i == 0  # the clip --crops draws
-            row = clip_row(clip, text_encoder.encode(clip.caption, CPU), models, crops if keep else None)
-            result[f"{name} {i}"] = row
-            print(json.dumps({f"{name} {i}": row}))
+    crops = [] if a.crops else None  # (label, (3, F, H, W) video) for --crops
+    result = measure(models, cfg, crops)
     for c in models:
-        print(summary(result, c))
+        g = summary(result, c)
+        print(f"{c}: photo gain {g['photo_gain_db']:+.3f} dB, anchor (last third) "
+              f"{g['anchor_gain_last_third_db']:+.3f} dB, worst clip {g['worst_clip_gain_db']:+.3f} dB")
     if a.crops:
         names = a.names or list(models)
         crop_sheet(crops, a.crop_frame, tuple(a.crop_size), ["truth", "bicubic", *names]).save(a.crops)
