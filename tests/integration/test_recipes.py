@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from swifti2v.models import debug
 from swifti2v.training import tiny
 
-PROBES = ("stage1_direction", "stage1_overfit", "checkpoint_gain", "codec_check", "curves")
+PROBES = ("stage1_direction", "stage1_overfit", "checkpoint_gain", "codec_check", "curves", "gains", "default_job")
 
 
 @pytest.mark.parametrize("name", PROBES)

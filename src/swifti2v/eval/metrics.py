@@ -114,6 +114,18 @@ def reach(shift: tuple[float, float], truth: tuple[float, float]) -> float:
 # --- detail -------------------------------------------------------------------------------------------------
 
 
+def grid_ratio(video: Tensor, period: int) -> Tensor:
+    """Per frame of (3, F, H, W): the mean step across `period`-pixel boundaries (between pixel period-1 and
+    period, on both axes) over the mean step elsewhere: 1 = no grid; tiles of that size lift it (a tiny Stage I
+    token is 32 output pixels, a tiny codec patch 8)."""
+    steps = [(video[..., 1:] - video[..., :-1]).abs().mean(dim=(0, 2)),  # (F, W-1): column x to x+1
+             (video[..., 1:, :] - video[..., :-1, :]).abs().mean(dim=(0, 3))]  # (F, H-1): row y to y+1
+    edges = [(torch.arange(d.shape[1]) % period) == period - 1 for d in steps]
+    across = torch.cat([d[:, e] for d, e in zip(steps, edges, strict=True)], dim=1).mean(dim=1)
+    inside = torch.cat([d[:, ~e] for d, e in zip(steps, edges, strict=True)], dim=1).mean(dim=1)
+    return across / inside
+
+
 def luma(video: Tensor) -> Tensor:
     """(3, F, H, W) in [-1, 1] -> (F, H, W) BT.601 luma in [0, 1]."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32)
