@@ -1,7 +1,7 @@
 """The default job as a user sees it: `generate` with the tiny preset under five prompts (pans left, right, up, down;
 zoom in) on the README image and on a held-out photograph. Per video: does the content move the captioned way from
 frame 0 to the last (pans: the phase-correlation shift points the caption's way and is >= 4 px; the zoom: eval's
-flow-fitted scale > 1.03, from frame 1 on — the sharp input against the softer frame 1 reads as a zoom), and does it
+flow-fitted scale from frame 1 to the last > 1.03), and does it
 draw tiles (the grid ratio at 8- and 32-pixel boundaries, frames 1..F-1, mean over frames; 1 = none) — the first two
 bars of docs/results.md. Measured on the mp4, as the user gets it (H.264 lifts a grid). Writes a contact sheet (a
 row per image and prompt: frames 0, 8, 16, 24, 32) and the numbers as JSON.
@@ -64,7 +64,9 @@ def moved(video: torch.Tensor, prompt: str) -> dict:
         expected = PAN_WORDS[named.removeprefix("pan ")]
         out["captioned_way"] = same_direction(shift, expected) and math.hypot(*shift) >= MIN_PAN_PX
     else:
-        flows, scale = optical_flow(video[:, 1:])  # from frame 1: frame 0 is the sharp input, a false zoom to 1
+        # one flow field from frame 1 to the last: frame 0 is the sharp input (a false zoom against the softer
+        # frame 1), and summing 31 frame-to-frame fits adds up their noise (a still clip read as 1.036x)
+        flows, scale = optical_flow(video[:, 1::video.shape[1] - 2])
         zoom = camera_motion(flows, scale, tuple(video.shape[-2:]))["camera_zoom"]
         out["zoom"] = round(zoom, 3)
         out["captioned_way"] = zoom > MIN_ZOOM if named == "zoom in" else zoom < 1 / MIN_ZOOM
