@@ -55,21 +55,23 @@ class SwiftI2V:
 
     def generate(self, image: ImageSource, prompt: str, *, seed: int | None = None, frames: int | None = None,
                  height: int | None = None, width: int | None = None, out: str | Path | None = None,
-                 crf: int = DEFAULT_CRF, png_dir: str | Path | None = None, progress: Progress | None = None,
-                 cancel: CancelCheck | None = None, work: WorkOptions = pipeline.DEFAULT_WORK,
-                 keep_frames: bool = True, stages: str = "all", **overrides) -> Result:
+                 crf: int = DEFAULT_CRF, png_dir: str | Path | None = None, stage1_out: str | Path | None = None,
+                 progress: Progress | None = None, cancel: CancelCheck | None = None,
+                 work: WorkOptions = pipeline.DEFAULT_WORK, keep_frames: bool = True, stages: str = "all",
+                 **overrides) -> Result:
         """Image (path, PIL image or (H, W, 3) uint8 array) + prompt -> video. With `out`, also an mp4 and
-        its JSON there (and PNG frames in `png_dir`). `progress(bar, done, total)` is called per step and
-        segment; `cancel` (a threading.Event or a callable) is checked between them and raises Cancelled
-        (finished segments are kept: the same call resumes). `keep_frames=False` leaves `result.frames` None
-        (a long 2K clip written to `out` need not sit in memory too). `work`: where finished steps are kept.
-        `stages`: "stage1" stops after the hybrid reference (kept in the work directory), "stage2" makes the
-        video from what a "stage1" call left there (a pipeline loaded with_stage1=False can run it)."""
+        its JSON there (PNG frames in `png_dir`; the low-res clip Stage II refined in `stage1_out`, an mp4).
+        `progress(bar, done, total)` is called per step and segment; `cancel` (a threading.Event or a callable)
+        is checked between them and raises Cancelled (finished segments are kept: the same call resumes).
+        `keep_frames=False` leaves `result.frames` None (a long 2K clip written to `out` need not sit in memory
+        too). `work`: where finished steps are kept. `stages`: "stage1" stops after the hybrid reference (kept in
+        the work directory), "stage2" makes the video from what a "stage1" call left there (a pipeline loaded
+        with_stage1=False can run it)."""
         if self.components.stage1 is None and stages != "stage2":
             raise UserError("this SwiftI2V was loaded without Stage I (with_stage1=False); only refine and "
                             "generate(stages='stage2') run")
         cfg = self._config(dict(seed=seed, frames=frames, height=height, width=width, **overrides))
-        return pipeline.generate(cfg, image, prompt, _output(out, crf, png_dir), components=self.components,
+        return pipeline.generate(cfg, image, prompt, _output(out, crf, png_dir, stage1_out), components=self.components,
                                  progress=progress, work=work, cancel=cancel, keep_frames=keep_frames, stages=stages)
 
     def refine(self, image: ImageSource, motion: MotionSource, prompt: str = "", *, seed: int | None = None,
@@ -85,5 +87,6 @@ class SwiftI2V:
                                keep_frames=keep_frames)
 
 
-def _output(out: str | Path | None, crf: int, png_dir: str | Path | None) -> Output:
-    return Output(None if out is None else Path(out), crf, None if png_dir is None else Path(png_dir))
+def _output(out: str | Path | None, crf: int, png_dir: str | Path | None, stage1: str | Path | None = None) -> Output:
+    path = lambda p: None if p is None else Path(p)  # noqa: E731
+    return Output(path(out), crf, path(png_dir), path(stage1))

@@ -26,10 +26,12 @@ class Output:
     video: Path | None  # the .mp4 (its .json beside it); None: frames in memory only (the Python API)
     crf: int = DEFAULT_CRF  # H.264 constant rate factor: 0 lossless ... 51 worst; +6 about halves the size
     png_dir: Path | None = None  # also every frame as a lossless PNG, frame_00000.png, ...
+    stage1: Path | None = None  # also the low-res clip Stage II refined, as an mp4 (generate --stage1-out)
 
     def to_dict(self) -> dict:
         return {"video": None if self.video is None else self.video.name, "crf": self.crf,
-                "png_dir": None if self.png_dir is None else str(self.png_dir)}
+                "png_dir": None if self.png_dir is None else str(self.png_dir),
+                "stage1": None if self.stage1 is None else self.stage1.name}
 
 
 def _writable_folder(flag: str, folder: Path) -> None:
@@ -83,8 +85,9 @@ def check_output(out: Output) -> None:
     """Raise UserError, before any work, for an output that could not be written."""
     if not 0 <= out.crf <= 51:
         raise UserError(f"--crf {out.crf} is outside 0..51; use 18 (default, visually lossless) or 23 (smaller)")
-    if out.video is not None:
-        check_video_path(out.video)
+    for flag, path in (("--out", out.video), ("--stage1-out", out.stage1)):
+        if path is not None:
+            check_video_path(path, flag)
     if out.png_dir is not None:
         check_folder(out.png_dir, "--png-dir")
         if out.video is not None and out.png_dir.resolve() == out.video.parent.resolve():
@@ -158,12 +161,18 @@ class FrameSink:
                 w.__exit__(exc_type, exc, tb)
 
 
+def write_video(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
+    """(T, H, W, 3) uint8 frames as an mp4 (under its final name only when complete)."""
+    with VideoWriter(path, fps, crf) as writer:
+        writer.write_uint8(frames)
+
+
 def check_paths(output: Output, work_dir: Path | None) -> None:
     """Every path a run will write, checked before any work (UserError naming the path and the fix)."""
     check_output(output)
     if work_dir is not None:
         check_folder(work_dir, "--work-dir")
-    named = {"--out": output.video, "--png-dir": output.png_dir, "--work-dir": work_dir}
+    named = {"--out": output.video, "--stage1-out": output.stage1, "--png-dir": output.png_dir, "--work-dir": work_dir}
     places = [(flag, path.resolve()) for flag, path in named.items() if path is not None]
     for i, (flag_a, a) in enumerate(places):
         for flag_b, b in places[i + 1:]:

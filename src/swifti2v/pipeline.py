@@ -31,7 +31,7 @@ from swifti2v.models.lora import fuse_loras
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import Shard, WanVAE, decode_tile_major, frame_windows
-from swifti2v.outputs import FrameSink, Output, check_paths
+from swifti2v.outputs import FrameSink, Output, check_paths, write_video
 from swifti2v.plan import describe_plan, stage2_plan
 from swifti2v.reference import decoded_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
@@ -161,7 +161,8 @@ class Run(Setup):
         self.comps, self.work, self.output, self.timer = comps, work, output, timer
         self.placement = get_placement(s.cfg.memory_mode)
         self._progress, self._cancel, self.keep_frames = progress, cancel, keep_frames
-        self.low_frames: list[np.ndarray] = []  # the low-res clip as Stage II saw it (kept with keep_frames)
+        self.low_frames: list[np.ndarray] = []  # the low-res clip as Stage II saw it (for the caller or its mp4)
+        self.keep_low_frames = keep_frames or output.stage1 is not None
         self.stage1_report: dict | None = None  # the Stage I part another process ran (stages="stage2")
         self.frames: np.ndarray | None = None
 
@@ -244,14 +245,14 @@ class Run(Setup):
     def keep_low(self, windows: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Pass the low-res windows through, keeping their frames (uint8) when the caller wants them."""
         for window in windows:
-            if self.keep_frames:
+            if self.keep_low_frames:
                 self.low_frames.append(media.to_uint8(window))
             yield window
 
     def keep_low_again(self, windows: Callable[[], Iterable[torch.Tensor]], models: str) -> None:
         """The low-res clip's frames for the caller when z_ref came from the work directory (so its windows
         were not seen on the way)."""
-        if self.keep_frames and not self.low_frames:
+        if self.keep_low_frames and not self.low_frames:
             with self.placer.stage(self.comps, models):
                 for _ in self.keep_low(windows()):
                     pass
@@ -287,7 +288,11 @@ class Run(Setup):
         self.frames = sink.frames()
 
     def finish(self, latent_shape: Sequence[int], inputs: dict, work: WorkOptions) -> Result:
-        """The sidecar (written beside the mp4), the work directory removed unless kept, the result."""
+        """The low-res clip's mp4 (when asked), the sidecar (written beside the mp4), the work directory removed
+        unless kept, the result."""
+        low = np.concatenate(self.low_frames) if self.low_frames else None
+        if self.output.stage1 is not None and low is not None:
+            write_video(self.output.stage1, low, self.cfg.video.fps, self.output.crf)
         info = sidecar(self, latent_shape, inputs)
         if self.output.video is not None:
             atomic_write_json(self.output.video.with_suffix(".json"), info)
@@ -295,8 +300,7 @@ class Run(Setup):
             parallel.barrier()  # every process has read what it needed from the work directory
         if not work.keep:
             self.work.remove()
-        low = np.concatenate(self.low_frames) if self.low_frames else None
-        return Result(self.frames, low, self.cfg.video.fps, info, self.output.video)
+        return Result(self.frames, low if self.keep_frames else None, self.cfg.video.fps, info, self.output.video)
 
 
 STAGES = ("all", "stage1", "stage2")  # generate in one call, or in two by two processes (batch --pipeline)

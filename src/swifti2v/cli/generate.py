@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "expert of a Wan2.2 A14B pair (default: every expert); 'none' drops the LoRAs before it, the "
                     "preset's included. The paper's Stage I: the preset's few-step LoRA + --lora lowres.safetensors")
     g1.add_argument("--lora-strength", type=float, help=argparse.SUPPRESS)  # replaced by PATH@STRENGTH
+    g1.add_argument("--stage1-out", metavar="PATH", help="also write the low-res clip Stage I made (the motion "
+                    "Stage II refined) as an mp4")
     run_options(g)
 
     r = sub.add_parser("refine", help="Stage II alone: your low-res video + the high-res image -> video",
@@ -81,7 +83,8 @@ def _run_one(args: argparse.Namespace) -> int:
     outputs = dict(out=args.out, crf=args.crf, png_dir=args.png_dir, progress=progress(args), work=work,
                    keep_frames=False)
     png_dir = None if args.png_dir is None else Path(args.png_dir)
-    check_paths(Output(Path(args.out), args.crf, png_dir), work.path)  # before anything loads
+    stage1_out = getattr(args, "stage1_out", None)
+    check_paths(Output(Path(args.out), args.crf, png_dir, stage1_out and Path(stage1_out)), work.path)  # before loading
     load_image(args.image)
     if args.command == "generate":
         check_prompt(args.prompt)
@@ -89,7 +92,7 @@ def _run_one(args: argparse.Namespace) -> int:
     from swifti2v.api import SwiftI2V
     try:
         if args.command == "generate":
-            result = SwiftI2V(cfg).generate(args.image, args.prompt, **outputs)
+            result = SwiftI2V(cfg).generate(args.image, args.prompt, stage1_out=stage1_out, **outputs)
         else:
             result = SwiftI2V(cfg, with_stage1=False).refine(args.image, args.motion, args.prompt,
                                                              frames=args.frames, **outputs)

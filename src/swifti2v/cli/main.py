@@ -1,5 +1,5 @@
 """`swifti2v`: one command line over the pipeline, a module per command (cli/generate.py, batch.py, ui.py,
-eval.py, bench.py, train.py), each with `add_parser(sub)` and `run(args)`.
+serve.py, eval.py, bench.py, train.py), each with `add_parser(sub)` and `run(args)`.
 
 User errors: one line on stderr, exit code 2 — out of GPU memory included, with the advice of memory.py."""
 
@@ -10,12 +10,12 @@ import logging
 import os
 import sys
 
-from swifti2v.cli import batch, bench, generate, train, ui
+from swifti2v.cli import batch, bench, generate, serve, train, ui
 from swifti2v.cli import eval as eval_
 from swifti2v.cli.common import EXIT_USER_ERROR, Parser, one_line
 from swifti2v.errors import UserError
 
-MODULES = (generate, batch, ui, eval_, bench, train)  # the order of `swifti2v --help`
+MODULES = (generate, batch, ui, serve, eval_, bench, train)  # the order of `swifti2v --help`
 COMMANDS = {name: module for module in MODULES for name in module.COMMANDS}
 
 
