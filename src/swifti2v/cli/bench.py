@@ -1,4 +1,4 @@
-"""`swifti2v bench fidelity | scaling | cost | gpu`: benchmarks, side by side in one run."""
+"""`swifti2v bench fidelity | scaling | cost | gpu | serve`: benchmarks, side by side in one run."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ COMMANDS = ("bench",)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="benchmarks: fidelity, scaling (CSG vs end-to-end), cost model, GPU")
+    b = sub.add_parser("bench", help="benchmarks: fidelity, scaling (CSG vs end-to-end), cost model, GPU, HTTP service")
     bsub = b.add_subparsers(dest="bench", required=True, parser_class=Parser)
-    for add in (_fidelity_parser, _scaling_parser, _cost_parser, _gpu_parser):
+    for add in (_fidelity_parser, _scaling_parser, _cost_parser, _gpu_parser, _serve_parser):
         add(bsub)
 
 
@@ -96,9 +96,39 @@ def _gpu_parser(bsub: argparse._SubParsersAction) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _serve_parser(bsub: argparse._SubParsersAction) -> None:
+    s = bsub.add_parser("serve", help="the HTTP service answering status requests while it runs a job",
+                        description="Starts `swifti2v serve` (one worker), runs the same job with no load and while "
+                        "this process sends --rate GET /v1/jobs/ID per second (open loop) for at least --seconds and "
+                        "until the job ends: failures, latency percentiles, the job's wall time loaded over unloaded. "
+                        "Needs the `serve` extra.")
+    s.add_argument("--image", default="examples/input.jpg", help="the job's image (default examples/input.jpg)")
+    s.add_argument("--prompt", default="the camera pans left over the hills", help="the job's prompt")
+    s.add_argument("--preset", default="tiny", help="the server's preset (default tiny: the README's default job)")
+    s.add_argument("--frames", type=int, help="the job's frame count (default: the preset's)")
+    s.add_argument("--rate", type=float, default=200.0, help="status requests per second (default 200)")
+    s.add_argument("--seconds", type=float, default=30.0, help="load at least this long (default 30)")
+    s.add_argument("--out", default="outputs/bench/serve", help="writes OUT.json and OUT.md")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def run(args: argparse.Namespace) -> int:
     quiet_libraries()
-    return {"fidelity": _fidelity, "scaling": _scaling, "cost": _cost, "gpu": _gpu}[args.bench](args)
+    return {"fidelity": _fidelity, "scaling": _scaling, "cost": _cost, "gpu": _gpu, "serve": _serve}[args.bench](args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from swifti2v.bench.serve import ServeLoadConfig, run_serve_load, to_markdown
+
+    options = () if args.frames is None else (("frames", args.frames),)
+    cfg = ServeLoadConfig(image=Path(args.image), prompt=args.prompt, preset=args.preset, options=options,
+                          rate=args.rate, seconds=args.seconds)
+    result = run_serve_load(cfg, progress(args))
+    out = write_result(args.out, result, to_markdown(result))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
 
 
 def _fidelity(args: argparse.Namespace) -> int:

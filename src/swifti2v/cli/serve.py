@@ -75,7 +75,6 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UserError(f"swifti2v serve needs the `serve` extra ({e.name} missing); pip install -e '.[serve]'") \
             from None
-    from swifti2v.cli.common import quiet_libraries
     from swifti2v.serve.app import Limits
 
     get_preset(args.preset)
@@ -83,7 +82,6 @@ def _serve(args: argparse.Namespace) -> int:
                         ("--max-queued", args.max_queued)):
         if value < 1:
             raise UserError(f"{flag} {value} must be at least 1")
-    quiet_libraries()
     serve(ServeConfig(host=args.host, port=args.port, data_dir=Path(args.data_dir),
                       devices=tuple(d.strip() for d in args.devices.split(",") if d.strip()), preset=args.preset,
                       db=args.db, token_file=Path(args.token_file) if args.token_file else None, lease_s=args.lease,
