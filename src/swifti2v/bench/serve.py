@@ -93,18 +93,21 @@ class _Server:
 
 
 async def _load(url: str, job: str, rate: float, seconds: float) -> dict:
-    """Open-loop GETs of `job` at `rate` per second for `seconds` and while the job runs; latencies in ms."""
-    import httpx
+    """Open-loop GETs of `job` at `rate` per second for `seconds` and while the job runs; latencies in ms. (aiohttp:
+    the client shares the machine with the server, so it should cost little CPU per request.)"""
+    import aiohttp
 
     latencies, failures, tasks = [], [], []
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=256)) as client:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(url, timeout=timeout, connector=aiohttp.TCPConnector(limit=256)) as client:
         async def one():
             t = time.perf_counter()
             try:
-                r = await client.get(job)
-                if r.status_code != 200:
-                    failures.append(f"HTTP {r.status_code}")
-            except httpx.HTTPError as e:
+                async with client.get(job) as r:
+                    await r.read()
+                    if r.status != 200:
+                        failures.append(f"HTTP {r.status}")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 failures.append(type(e).__name__)
             latencies.append((time.perf_counter() - t) * 1000)
 
@@ -114,7 +117,8 @@ async def _load(url: str, job: str, rate: float, seconds: float) -> dict:
             tasks.append(asyncio.create_task(one()))
             sent += 1
             if sent % max(1, int(rate)) == 0 and time.perf_counter() - start >= seconds:  # once a second
-                more = (await client.get(job)).json()["state"] == "running"
+                async with client.get(job) as r:
+                    more = (await r.json())["state"] == "running"
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     lat = np.array(latencies)
@@ -122,6 +126,19 @@ async def _load(url: str, job: str, rate: float, seconds: float) -> dict:
             "seconds": round(elapsed, 2), "achieved_rps": round(len(latencies) / elapsed, 1),
             **{f"p{q}_ms": round(float(np.percentile(lat, q)), 2) for q in (50, 90, 99)},
             "max_ms": round(float(lat.max()), 2)}
+
+
+def _measured(server: _Server, job_id: str, cfg: ServeLoadConfig) -> dict:
+    """The load, and the CPU seconds it cost the HTTP server's process and this (the client's) process."""
+    import psutil
+
+    api = psutil.Process(server.proc.pid)
+    api0, client0 = sum(api.cpu_times()[:2]), time.process_time()
+    stats = asyncio.run(_load(server.url, f"/v1/jobs/{job_id}", cfg.rate, cfg.seconds))
+    cpu = {"server_cpu_s": sum(api.cpu_times()[:2]) - api0, "client_cpu_s": time.process_time() - client0}
+    return stats | {k: round(v, 2) for k, v in cpu.items()} | {
+        "server_cpu_ms_per_request": round(cpu["server_cpu_s"] * 1000 / stats["requests"], 3),
+        "client_cpu_ms_per_request": round(cpu["client_cpu_s"] * 1000 / stats["requests"], 3)}
 
 
 def run_serve_load(cfg: ServeLoadConfig, progress=None) -> dict:
@@ -135,8 +152,7 @@ def run_serve_load(cfg: ServeLoadConfig, progress=None) -> dict:
             unloaded = server.run_job(cfg, seed=0)
             show("bench serve", 2, 3)
 
-            during = lambda job_id: asyncio.run(_load(server.url, f"/v1/jobs/{job_id}", cfg.rate, cfg.seconds))  # noqa: E731
-            loaded = server.run_job(cfg, seed=0, during=during)
+            loaded = server.run_job(cfg, seed=0, during=lambda job_id: _measured(server, job_id, cfg))
             show("bench serve", 3, 3)
         finally:
             server.stop()
@@ -149,7 +165,8 @@ def run_serve_load(cfg: ServeLoadConfig, progress=None) -> dict:
 def to_markdown(r: dict) -> str:
     load = r["load"]
     return ("| rate asked | achieved | requests | failures | p50 | p90 | p99 | max | job wall unloaded | loaded | "
-            "ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+            "ratio | server CPU per request | client CPU per request |\n" + "|---" * 13 + "|\n"
             f"| {r['config']['rate']:g}/s | {load['achieved_rps']}/s | {load['requests']} | {load['failures']} | "
             f"{load['p50_ms']} ms | {load['p90_ms']} ms | {load['p99_ms']} ms | {load['max_ms']} ms | "
-            f"{r['job_wall_unloaded_s']} s | {r['job_wall_loaded_s']} s | {r['wall_ratio']}x |\n")
+            f"{r['job_wall_unloaded_s']} s | {r['job_wall_loaded_s']} s | {r['wall_ratio']}x | "
+            f"{load['server_cpu_ms_per_request']} ms | {load['client_cpu_ms_per_request']} ms |\n")

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,29 @@ class Limits:
     queued_per_token: int = 100  # queued + running jobs of one token
 
 
+class Recent:
+    """Job reads of the last `ttl` seconds: clients polling a job hundreds of times a second cost one database read
+    per job per `ttl` (workers store progress every half second, so nothing newer is missed)."""
+
+    def __init__(self, ttl: float = 0.25, size: int = 10_000):
+        self.ttl, self.size, self.items = ttl, size, {}
+
+    def get(self, key: tuple[str, str], load):
+        now = time.monotonic()
+        hit = self.items.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = load()
+        if len(self.items) >= self.size:
+            self.items.clear()
+        self.items[key] = (now, value)
+        return value
+
+    def forget(self, job_id: str) -> None:
+        for key in [k for k in self.items if k[0] == job_id]:
+            self.items.pop(key, None)
+
+
 @dataclass
 class Service:
     queue: JobQueue
@@ -45,6 +69,7 @@ class Service:
     tokens: dict[str, str] = field(default_factory=dict)  # owner -> token; empty: no authentication
     limits: Limits = Limits()
     workers: Workers | None = None
+    recent: Recent = field(default_factory=Recent)
 
 
 class ApiError(Exception):
@@ -113,8 +138,10 @@ def owner_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def _job(service: Service, job_id: str, owner: str) -> dict:
-    job = service.queue.get(job_id, owner) if ID.match(job_id) else None
+def _job(service: Service, job_id: str, owner: str, fresh: bool = False) -> dict:
+    if fresh:
+        service.recent.forget(job_id)
+    job = service.recent.get((job_id, owner), lambda: service.queue.get(job_id, owner)) if ID.match(job_id) else None
     if job is None:
         raise ApiError(404, f"no job {job_id[:64]!r}")
     return _with_links(job)
@@ -138,15 +165,16 @@ def _routes(app: FastAPI, service: Service) -> None:
         return JSONResponse(_with_links(service.queue.get(job_id)), status_code=201)
 
     @app.get("/v1/jobs", summary="The caller's jobs, oldest first")
-    def list_jobs(request: Request, state: str | None = None, limit: int = 100):
+    async def list_jobs(request: Request, state: str | None = None, limit: int = 100):
         owner = _owner(service, request)
         if state is not None and state not in STATES:
             raise ApiError(422, f"state {state[:32]!r} must be one of {list(STATES)}")
         return {"jobs": [_with_links(j) for j in service.queue.list(owner, state, max(1, min(limit, 1000)))]}
 
+    # Status reads are quick SQL reads: served on the event loop itself, no thread hand-off per request.
     @app.get("/v1/jobs/{job_id}", summary="State, queue position, progress per stage and segment, seconds, error")
-    def get_job(request: Request, job_id: str):
-        return _job(service, job_id, _owner(service, request))
+    async def get_job(request: Request, job_id: str):
+        return JSONResponse(_job(service, job_id, _owner(service, request)))
 
     @app.get("/v1/jobs/{job_id}/{name}", summary="A finished job's file: video, sidecar (its JSON) or stage1")
     def get_file(request: Request, job_id: str, name: str):
@@ -164,13 +192,13 @@ def _routes(app: FastAPI, service: Service) -> None:
     @app.delete("/v1/jobs/{job_id}", summary="Cancel: a queued job is dropped, a running one stops between steps")
     def cancel(request: Request, job_id: str):
         owner = _owner(service, request)
-        job = _job(service, job_id, owner)
+        job = _job(service, job_id, owner, fresh=True)
         if job["state"] in FINAL:
             raise ApiError(409, f"job {job_id} is already {job['state']}")
         state = service.queue.cancel(job_id, owner)
         if state == "cancelled":
             shutil.rmtree(job_dir(service.data_dir, job_id), ignore_errors=True)
-        return JSONResponse(_job(service, job_id, owner), status_code=200 if state == "cancelled" else 202)
+        return JSONResponse(_job(service, job_id, owner, fresh=True), status_code=200 if state == "cancelled" else 202)
 
     @app.get("/healthz", summary="Liveness, the workers and the queue's counts")
     def healthz():
@@ -311,7 +339,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
