@@ -65,7 +65,7 @@ def test_presets_and_help():
     for cmd in ("generate", "refine"):
         r = swifti2v(cmd, "--help")
         assert all(flag in r.stdout for flag in ("--memory-mode", "--attention", "--compile"))
-    for bench in ("fidelity", "scaling", "cost", "gpu"):
+    for bench in ("fidelity", "scaling", "cost", "gpu", "serve"):
         assert swifti2v("bench", bench, "--help").returncode == 0
     r = swifti2v("eval", "--help")
     assert r.returncode == 0 and all(flag in r.stdout for flag in ("--truth", "--weights", "--segment-frames"))

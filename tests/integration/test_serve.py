@@ -339,3 +339,16 @@ def test_two_servers_on_one_postgresql_queue_run_each_job_once_and_take_over_a_d
 
 def _server_of(server: Server) -> str:
     return server.http.get("/healthz").json()["workers"][0]["id"].split("/")[1]
+
+
+def test_bench_serve_measures_a_loaded_and_an_unloaded_job(tmp_path, image_file):
+    out = tmp_path / "load"
+    r = run_process([sys.executable, "-m", "swifti2v", "bench", "serve", "--image", str(image_file), "--frames", "5",
+                     "--height", "96", "--width", "160", "--rate", "20", "--seconds", "2", "--out", str(out), "-q"],
+                    timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.with_suffix(".json").read_text())
+    load = result["load"]
+    assert load["requests"] >= 40 and load["failures"] == 0 and load["p50_ms"] <= load["p99_ms"] <= load["max_ms"]
+    assert result["job_wall_unloaded_s"] > 0 and result["wall_ratio"] > 0 and load["server_cpu_ms_per_request"] > 0
+    assert "| 20/s |" in out.with_suffix(".md").read_text()

@@ -106,6 +106,8 @@ def _serve_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--prompt", default="the camera pans left over the hills", help="the job's prompt")
     s.add_argument("--preset", default="tiny", help="the server's preset (default tiny: the README's default job)")
     s.add_argument("--frames", type=int, help="the job's frame count (default: the preset's)")
+    s.add_argument("--height", type=int, help="the job's height (default: the preset's)")
+    s.add_argument("--width", type=int, help="the job's width (default: the preset's)")
     s.add_argument("--rate", type=float, default=200.0, help="status requests per second (default 200)")
     s.add_argument("--seconds", type=float, default=30.0, help="load at least this long (default 30)")
     s.add_argument("--out", default="outputs/bench/serve", help="writes OUT.json and OUT.md")
@@ -122,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from swifti2v.bench.serve import ServeLoadConfig, run_serve_load, to_markdown
 
-    options = () if args.frames is None else (("frames", args.frames),)
+    options = tuple((k, getattr(args, k)) for k in ("frames", "height", "width") if getattr(args, k) is not None)
     cfg = ServeLoadConfig(image=Path(args.image), prompt=args.prompt, preset=args.preset, options=options,
                           rate=args.rate, seconds=args.seconds)
     result = run_serve_load(cfg, progress(args))
