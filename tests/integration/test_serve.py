@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from conftest import free_port, kill_group, run_process
+from swifti2v.media import read_video
 
 pytestmark = pytest.mark.subprocess  # every test starts a server
 
@@ -146,7 +147,10 @@ def test_three_jobs_match_the_cli_byte_for_byte_and_serve_their_files(tmp_path, 
             assert video.content == cli_video(tmp_path, image_file, job_id, **options), options
             sidecar = server.http.get(f"/v1/jobs/{job_id}/sidecar").json()
             assert sidecar["config"]["seed"] == options["seed"]
-            assert server.http.get(f"/v1/jobs/{job_id}/stage1").content[4:8] == b"ftyp"
+            stage1 = tmp_path / f"{job_id}-stage1.mp4"
+            stage1.write_bytes(server.http.get(f"/v1/jobs/{job_id}/stage1").content)
+            frames, _ = read_video(stage1)
+            assert len(frames) == 9 and frames[0].size == (40, 24)  # the low-res clip Stage II refined
         listed = server.http.get("/v1/jobs", params={"state": "done"}).json()["jobs"]
         assert [j["id"] for j in listed] == ids
         metrics = server.http.get("/metrics").text
