@@ -81,13 +81,17 @@ def test_cancel_keeps_finished_segments_and_the_same_call_resumes(pipe, image_fi
 
 
 def test_png_frames_are_lossless_and_crf_sizes_the_mp4(pipe, image_file, tmp_path):
-    a = pipe.generate(image_file, "pan", out=tmp_path / "hi.mp4", png_dir=tmp_path / "frames", crf=10, **SMALL)
+    a = pipe.generate(image_file, "pan", out=tmp_path / "hi.mp4", png_dir=tmp_path / "frames", crf=10,
+                      stage1_out=tmp_path / "low.mp4", **SMALL)
     pngs = sorted((tmp_path / "frames").iterdir())
     assert [p.name for p in pngs] == [f"frame_{i:05d}.png" for i in range(9)]
     assert all(np.array_equal(np.asarray(Image.open(p)), f) for p, f in zip(pngs, a.frames, strict=True))
     pipe.generate(image_file, "pan", out=tmp_path / "lo.mp4", crf=40, **SMALL)
     assert (tmp_path / "lo.mp4").stat().st_size < (tmp_path / "hi.mp4").stat().st_size
-    assert a.info["outputs"] == {"video": "hi.mp4", "crf": 10, "png_dir": str(tmp_path / "frames")}
+    assert a.info["outputs"] == {"video": "hi.mp4", "crf": 10, "png_dir": str(tmp_path / "frames"),
+                                 "stage1": "low.mp4"}
+    low, _ = media.read_video(tmp_path / "low.mp4")  # the low-res clip Stage II refined
+    assert len(low) == len(a.stage1_frames) and low[0].size == a.stage1_frames.shape[2:0:-1]
     pipe.generate(image_file, "pan", out=tmp_path / "hi.mp4", png_dir=tmp_path / "frames", **SMALL)  # replaced
     assert len(list((tmp_path / "frames").iterdir())) == 9
 
