@@ -270,15 +270,18 @@ def test_malformed_requests_get_a_4xx_json_error_and_nothing_is_queued_or_writte
     token.write_text("# clients\n" + "t" * 40 + "\n")
     r = run_process([sys.executable, "-m", "swifti2v", "serve", "--host", "0.0.0.0", "--data-dir", str(data)])
     assert r.returncode == 2 and "--token-file" in r.stderr and "Traceback" not in r.stderr
-    with serving(data, "--host", "0.0.0.0", "--token-file", str(token)) as server:
+    with serving(data, "--host", "0.0.0.0", "--token-file", str(token), "--max-queued", "1") as server:
         files = {"image": ("a.png", png)}
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "t" * 40}):
             r = server.http.post("/v1/jobs", files=files, data={"options": options}, headers=headers)
             assert r.status_code == 401 and "bearer token" in r.json()["error"]
             assert server.http.get("/v1/jobs", headers=headers).status_code == 401
-        ok = server.http.post("/v1/jobs", files=files, data={"options": options},
-                              headers={"Authorization": "Bearer " + "t" * 40})
+        mine = {"Authorization": "Bearer " + "t" * 40}
+        ok = server.http.post("/v1/jobs", files=files, data={"options": options}, headers=mine)
         assert ok.status_code == 201 and len(ok.json()["id"]) == 32
+        over = server.http.post("/v1/jobs", files=files, data={"options": options}, headers=mine)
+        assert over.status_code == 429 and "1 jobs queued or running" in over.json()["error"]
+        assert "/v1/jobs/{job_id}" in server.http.get("/openapi.json").json()["paths"]
 
 
 # ---------------------------------------------------------------- several hosts on one PostgreSQL queue
