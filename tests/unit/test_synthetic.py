@@ -1,9 +1,18 @@
 """Procedural clips: deterministic, held-out split apart, ground-truth motion that an oracle can follow."""
 
+import math
+
 import pytest
 import torch
 
-from swifti2v.bench.fidelity import SHIFTED_COPY_DB, oracle_warp, shifted_copy_psnr
+from swifti2v.bench.fidelity import (
+    MIN_TURN_DEG,
+    MIN_ZOOM,
+    SHIFTED_COPY_DB,
+    camera_motion_of,
+    oracle_warp,
+    shifted_copy_psnr,
+)
 from swifti2v.data.synthetic import (
     HELDOUT_SEED,
     PAN_DIRECTIONS,
@@ -11,6 +20,7 @@ from swifti2v.data.synthetic import (
     camera_clip,
     downsample_frames,
     heldout_clip,
+    heldout_motions,
     heldout_pans,
     make_clip,
     sprite_clip,
@@ -78,6 +88,17 @@ def test_heldout_pans_are_the_first_held_out_camera_clips_that_pan():
     assert len(pans) == 3 and all(p.motion == "pan" and p.shift is not None for p in pans)
     assert [p.caption for p in pans] == [c.caption for c in expected]
     assert all(torch.equal(p.frames, c.frames) for p, c in zip(pans, expected, strict=True))
+
+
+def test_held_out_zooms_and_rotations_read_the_captioned_way_at_stage1_size():
+    """What Stage I's zoom and rotation counts compare against: the truth, measured the same way, has the caption's
+    sign (zoom in > 1, clockwise > 0) and is well past the counting thresholds."""
+    for motion, key in (("zoom", "camera_zoom"), ("rotate", "camera_rotation_deg")):
+        for clip in heldout_motions(2, motion, 288, 512, 33):
+            got = camera_motion_of(clip.low)[key]
+            sign = 1 if clip.caption.endswith((" in", " clockwise")) else -1
+            assert motion == clip.motion and sign * (math.log(got) if motion == "zoom" else got) > 0, clip.caption
+            assert abs(math.log(got)) > 2 * math.log(MIN_ZOOM) if motion == "zoom" else abs(got) > 4 * MIN_TURN_DEG
 
 
 def test_a_pan_is_a_shifted_copy_and_a_mosaic_of_moved_tokens_is_not():

@@ -38,7 +38,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from swifti2v.bench.fidelity import SHIFTED_COPY_DB, FidelityConfig, direction_accuracy, shifted_copy_psnr
+from swifti2v.bench.fidelity import (
+    SHIFTED_COPY_DB,
+    FidelityConfig,
+    direction_accuracy,
+    shifted_copy_psnr,
+    zoom_rotation_accuracy,
+)
 from swifti2v.config import RunConfig, stage1_size
 from swifti2v.data.synthetic import PAN_DIRECTIONS, heldout_clip, heldout_pans
 from swifti2v.eval.metrics import phase_correlation, reach
@@ -153,6 +159,7 @@ def sheet_rows(x: Probe, image: Image.Image, captions: list[str]) -> np.ndarray:
 def measure(x: Probe) -> dict[str, float]:
     """Every number of the module's docstring, for the weights now in Stage I."""
     d = direction_accuracy(x.comps, x.run, FidelityConfig(direction_clips=x.clips), x.s.device, lambda *_: None)
+    d |= zoom_rotation_accuracy(x.comps, x.run, x.clips, x.s.device)
     return {k: round(v, 3) for k, v in d.items()} | {"caption_spread": round(caption_spread(x), 4)} | {
         f"x0_over_input_error_sigma{sigma}": round(denoising(x, sigma), 2) for sigma in (0.1, 0.5)} | transition(x)
 

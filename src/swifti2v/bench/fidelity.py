@@ -24,6 +24,7 @@ points the captioned way and whose frames are shifted copies of the first (not a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable
@@ -34,12 +35,14 @@ import torch
 
 from swifti2v.config import RunConfig, VideoConfig
 from swifti2v.data.bank import heldout_photo_clip
-from swifti2v.data.synthetic import SyntheticClip, heldout_clip, heldout_pans, sample_at
+from swifti2v.data.synthetic import SyntheticClip, heldout_clip, heldout_motions, heldout_pans, sample_at
 from swifti2v.errors import UserError
 from swifti2v.eval.metrics import (
     aligned_to_first,
+    camera_motion,
     detail_retention,
     flicker,
+    optical_flow,
     phase_correlation,
     reach,
     same_direction,
@@ -60,6 +63,7 @@ Tensor = torch.Tensor
 Progress = Callable[[str, int, int], None]
 SETS = ("photo", "procedural")
 SHIFTED_COPY_DB = 22.0  # the held-out pans' truth: 26-32 dB at 128x72; the pans-alone mosaic: 12-18
+MIN_ZOOM, MIN_TURN_DEG = 1.03, 1.0  # a zoom / rotation counts from here (the held-out truth: 1.15-1.5x, 6-20 degrees)
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,34 @@ def shifted_copy_psnr(frames: Tensor) -> float:
     26-32 dB at 128x72); content rearranged token by token — a mosaic of tiles copied from elsewhere — low."""
     _, psnr = aligned_to_first(frames, 4.0)  # (the detail-retention half, at any factor, is not used)
     return float(psnr[1:].nanmean())
+
+
+def camera_motion_of(frames: torch.Tensor) -> dict:
+    """Zoom and rotation of a clip (3, F, h, w) from one flow field, frame 1 to the last (frame 0 of a Stage I clip is
+    the sharp input: against the softer frame 1 it reads as a zoom)."""
+    flows, scale = optical_flow(frames[:, 1::frames.shape[1] - 2])
+    return camera_motion(flows, scale, tuple(frames.shape[-2:]))
+
+
+def zoom_rotation_accuracy(comps: Components, run: RunConfig, clips: int, device) -> dict:
+    """Stage I on `clips` held-out zooms and as many rotations: the share that zooms / turns the captioned way
+    (the sign of the truth's, by at least MIN_ZOOM / MIN_TURN_DEG), and how far (log zoom and angle over the
+    truth's, averaged)."""
+    out = {}
+    for motion, key, least in (("zoom", "camera_zoom", math.log(MIN_ZOOM)), ("rotate", "camera_rotation_deg",
+                                                                               MIN_TURN_DEG)):
+        hits = reached = n = 0
+        for clip in heldout_motions(clips, motion, run.video.height, run.video.width, run.video.frames):
+            z = generate_motion(comps.stage1, to_image(clip.low[:, 0]), comps.text.encode(clip.caption, device),
+                                run.stage1, run.video, run.seed + n, device)
+            got, truth = (camera_motion_of(c)[key] for c in (decode_clip(comps.stage1.vae, z)[0].cpu(), clip.low))
+            if motion == "zoom":
+                got, truth = math.log(got), math.log(truth)
+            hits += got * truth > 0 and abs(got) >= least
+            reached += got / truth
+            n += 1
+        out[f"{motion}_captioned_way"], out[f"{motion}_reach"] = hits / max(n, 1), reached / max(n, 1)
+    return out
 
 
 def direction_accuracy(comps: Components, run: RunConfig, cfg: FidelityConfig, device,

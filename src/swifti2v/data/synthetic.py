@@ -402,15 +402,20 @@ def heldout_clip(index: int, kind: str, height: int, width: int, frames: int, do
     return make_clip(HELDOUT_SEED + index, kind, height, width, frames, downscale, split="heldout")
 
 
-def heldout_pans(count: int, height: int, width: int, frames: int) -> Iterator[SyntheticClip]:
-    """The first `count` held-out camera clips that pan (the direction benchmarks' clips, in order)."""
+def heldout_motions(count: int, motion: str, height: int, width: int, frames: int) -> Iterator[SyntheticClip]:
+    """The first `count` held-out camera clips whose motion is `motion` ("pan", "zoom" or "rotate"), in order."""
     index = 0
     while count > 0:
         clip = heldout_clip(10_000 + index, "camera", height, width, frames)
         index += 1
-        if clip.motion == "pan":
+        if clip.motion == motion:
             count -= 1
             yield clip
+
+
+def heldout_pans(count: int, height: int, width: int, frames: int) -> Iterator[SyntheticClip]:
+    """The first `count` held-out camera clips that pan (the direction benchmarks' clips, in order)."""
+    return heldout_motions(count, "pan", height, width, frames)
 
 
 class SyntheticClips(Dataset):
