@@ -163,6 +163,15 @@ def test_three_jobs_match_the_cli_byte_for_byte_and_serve_their_files(tmp_path, 
                          server.url, "--out", str(out), "-q"], timeout=300)
         assert r.returncode == 0, r.stderr
         assert out.read_bytes() == server.http.get(f"/v1/jobs/{ids[0]}/video").content
+        # a refine job: the image and a low-res motion clip (the first job's Stage I clip), as `swifti2v refine`
+        motion, refined, cli = tmp_path / f"{ids[0]}-stage1.mp4", tmp_path / "refined.mp4", tmp_path / "cli-refine.mp4"
+        size = ["--height", "96", "--width", "160"]
+        r = run_process([sys.executable, "-m", "swifti2v", "submit", str(image_file), "--motion", str(motion), "--set",
+                         "height=96", "--set", "width=160", "--server", server.url, "--out", str(refined), "-q"])
+        assert r.returncode == 0, r.stderr
+        run_process([sys.executable, "-m", "swifti2v", "refine", "--preset", "tiny", "--image", str(image_file),
+                     "--motion", str(motion), *size, "--out", str(cli), "-q"], check=True)
+        assert refined.read_bytes() == cli.read_bytes()
 
 
 def test_a_server_killed_in_stage2_resumes_the_job_with_the_same_bytes_and_loses_none(tmp_path, image_file):
