@@ -123,7 +123,7 @@ def _decode(path: str | Path, flag: str, convert) -> tuple[list, float, tuple[in
     if not path.is_file():
         raise UserError(f"{flag} {path} not found; pass an existing video file (mp4, mov, webm)")
     try:
-        with av.open(str(path)) as container:
+        with av.open(local_file(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or DEFAULT_FPS)
             frames = [convert(f) for f in container.decode(stream)]
@@ -159,6 +159,11 @@ def x264_params(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
     return {"x264-params": f"asm={X264_WITHOUT_AVX512}"} if set(flags.split()) >= _NEEDS else {}
 
 
+def local_file(path: str | Path) -> str:
+    """A path as FFmpeg must get it: absolute, so a name like `a:b.mp4` is a file, not a protocol `a:`."""
+    return str(Path(path).absolute())
+
+
 class VideoWriter:
     """Stream frames into an H.264 mp4; the file appears under its final name only on success."""
 
@@ -172,7 +177,7 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        self._container = av.open(local_file(self.tmp), mode="w", format="mp4")
         return self
 
     def write(self, frames: torch.Tensor) -> None:

@@ -74,6 +74,14 @@ def test_video_round_trip_and_atomic_write(tmp_path):
     assert list(tmp_path.glob("*fail*")) == [], "nothing left under the final or temporary name"
 
 
+def test_a_colon_in_a_relative_name_is_a_file_not_an_ffmpeg_protocol(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ":.mp4" and "a:b.mp4" relative to here (FFmpeg once read them as protocols)
+    for name in (":.mp4", "a:b.mp4"):
+        with VideoWriter(name, fps=8) as w:
+            w.write(torch.zeros(1, 3, 5, 32, 64))
+        assert len(read_video(name)[0]) == 5 and (tmp_path / name).is_file()
+
+
 def test_huge_images_are_downscaled_with_a_warning_and_bombs_refused(tmp_path, caplog, monkeypatch):
     wide = tmp_path / "wide.png"
     Image.new("RGB", (9000, 40), (10, 200, 30)).save(wide)

@@ -100,7 +100,7 @@ def read_metadata(folder: str | Path) -> list[VideoRecord]:
 
 def count_frames(path: Path) -> int:
     """Decoded frame count (container headers are not trusted). Raises av/OS errors when unreadable."""
-    with av.open(str(path)) as container:
+    with av.open(media.local_file(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for _ in container.decode(stream))
 
@@ -128,7 +128,7 @@ def scan(records: list[VideoRecord], frames: int, stride: int) -> tuple[list[Vid
 def load_clip(path: Path, frames: int, stride: int, height: int, width: int) -> torch.Tensor:
     """The clip policy above: (3, frames, height, width) float32 in [-1, 1]."""
     out = []
-    with av.open(str(path)) as container:
+    with av.open(media.local_file(path)) as container:
         for i, frame in enumerate(container.decode(container.streams.video[0])):
             if i % stride == 0:
                 out.append(media.to_tensor(media.fit(frame.to_image(), height, width))[0])
