@@ -231,14 +231,10 @@ class JobQueue:
             row = c.execute(jobs.select().where(jobs.c.id == job_id)).mappings().first()
             if row is None or row["worker"] != worker or row["state"] != "running":
                 return None
-            if row["cancel"]:
-                state, values = "cancelled", {"state": "cancelled", "finished": now, "error": "cancelled"}
-            elif row["attempts"] <= retries:
-                state, values = "queued", {"state": "queued", "error": reason}
-            else:
-                state, values = "failed", {"state": "failed", "finished": now, "error": reason}
-            self._if_held(c, job_id, worker, {**values, "lease_until": None, "worker": None}
-                          if state == "queued" else {**values, "lease_until": None})
+            state = "cancelled" if row["cancel"] else "queued" if row["attempts"] <= retries else "failed"
+            values = {"state": state, "lease_until": None, "error": "cancelled" if state == "cancelled" else reason}
+            values |= {"worker": None} if state == "queued" else {"finished": now}
+            self._if_held(c, job_id, worker, values)
             self._close_attempt(c, job_id, worker, f"lost: {reason}", now)
         return state
 
