@@ -67,6 +67,7 @@ def main(kind: str, out: str) -> None:
     diffs["tiled decode"] = tiled_decode()
     if dist.get_rank() == 0:
         Path(out).write_text(json.dumps(diffs))
+    dist.barrier()  # gloo's barrier waits for every collective still in flight (the async ones diffusers issues)
     dist.destroy_process_group()
 
 
