@@ -179,6 +179,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wan_original_name(name: str) -> str:
+    """A diffusers WanTransformer3DModel parameter name -> the original Wan name community files use."""
+    import re
+
+    from swifti2v.models.lora import BLOCK_NAMES, TOP_NAMES
+
+    if name == "scale_shift_table":
+        return "head.modulation"
+    m = re.fullmatch(r"blocks\.(\d+)\.scale_shift_table", name)
+    if m:
+        return f"blocks.{m.group(1)}.modulation"
+    module, kind = name.rsplit(".", 1)
+    m = re.fullmatch(r"blocks\.(\d+)\.(.+)", module)
+    if m:
+        block = {v: k for k, v in BLOCK_NAMES.items()}
+        return f"blocks.{m.group(1)}.{block[m.group(2)]}.{kind}"
+    return f"{ {v: k for k, v in TOP_NAMES.items()}[module]}.{kind}"
+
+
+def write_wan_gguf(transformer: torch.nn.Module, path, quant: str):
+    """A GGUF file of a Wan DiT made the way community files are (the `gguf` package's writer and quantizers):
+    original Wan names, each 2-D weight in `quant` where its rows fit the type's block, the rest F32."""
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[quant]
+    block = gguf.GGML_QUANT_SIZES[qtype][0]
+    writer = gguf.GGUFWriter(str(path), "wan")
+    for name, tensor in transformer.state_dict().items():
+        data = tensor.float().numpy()
+        kind = qtype if data.ndim == 2 and data.shape[-1] % block == 0 else gguf.GGMLQuantizationType.F32
+        writer.add_tensor(wan_original_name(name), gguf.quants.quantize(data, kind), raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 TIERS = ("unit", "equivalence", "integration", "gpu")
 STARTS_PROCESSES = ("run_process(", "subprocess.run(", "Popen(", "torchrun", "webdriver", ".spawn(")
 

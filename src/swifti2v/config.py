@@ -17,6 +17,7 @@ STAGE2_MODES: tuple[str, ...] = ("concat", "refine")
 MEMORY_MODES: tuple[str, ...] = ("fast", "balanced", "low")  # models/placement.py
 ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash", "flash3", "sage", "flex")  # models/speed.py
 PARALLEL_KINDS: tuple[str, ...] = ("ulysses", "ring")  # context parallelism over processes (models/parallel.py)
+QUANTS: tuple[str, ...] = ("none", "int8", "fp8")  # torchao, in-process (models/quant.py)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,37 @@ def lora_list(specs, current: tuple[LoraFile, ...] = ()) -> tuple[LoraFile, ...]
 
 
 @dataclass(frozen=True)
+class DitWeights:
+    """A GGUF file of a Stage I DiT, in place of the model folder's weights, for every DiT ("all") or one
+    expert of a Wan2.2 A14B pair ("high" / "low")."""
+
+    path: str
+    target: str = "all"
+
+    def __str__(self) -> str:
+        return f"{self.target}={self.path}" if self.target != "all" else self.path
+
+
+def weights_list(specs, current: tuple[DitWeights, ...] = ()) -> tuple[DitWeights, ...]:
+    """--stage1-weights values ('[high=|low=]PATH', DitWeights, or a list) over `current`: a new value for a
+    target replaces the old one; 'none' clears them."""
+    out = {w.target: w for w in current}
+    for spec in [specs] if isinstance(specs, str | DitWeights) else list(specs):
+        if not isinstance(spec, DitWeights):
+            text = str(spec).strip()
+            if text.lower() == "none":
+                out.clear()
+                continue
+            head, sep, rest = text.partition("=")
+            target = head.strip().lower() if sep and head.strip().lower() in LORA_TARGETS else "all"
+            spec = DitWeights(rest.strip() if target != "all" else text, target)
+        if not spec.path:
+            raise UserError(f"--stage1-weights {spec} names no file; use [high=|low=]PATH.gguf")
+        out[spec.target] = spec
+    return tuple(out.values())
+
+
+@dataclass(frozen=True)
 class Stage1Config:
     """Stage I: a large Wan I2V model makes the whole clip at 1/downscale of the target size, with its LoRAs
     fused in order (the paper: a few-step LoRA and a low-res LoRA)."""
@@ -120,6 +152,7 @@ class Stage1Config:
     model: str
     schedule: ScheduleConfig
     loras: tuple[LoraFile, ...] = ()
+    weights: tuple[DitWeights, ...] = ()  # GGUF files in place of the folder's DiT weights
     downscale: int = 4
     geometry: LatentGeometry = LatentGeometry(vae_spatial=8)
 
@@ -136,6 +169,7 @@ class Stage2Config:
     model: str
     schedule: ScheduleConfig
     checkpoint: str | None = None
+    weights: str | None = None  # a GGUF file of the DiT (the checkpoint's, or the model's when none)
     segment_blocks: int = 3
     neighbor_blocks: int = 1
     csg: bool = True
@@ -153,6 +187,7 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     memory_mode: str = "auto"  # auto | fast | balanced | low (models/placement.py; auto: memory.py)
+    quant: str = "none"  # none | int8 | fp8: the DiTs not loaded from GGUF, quantized by torchao
     attention: str = "sdpa"  # sdpa | flash | flash3 | sage | flex (models/speed.py)
     compile: bool = False  # torch.compile the DiT blocks
     parallel: str = "none"  # none | ulysses | ring: every DiT call split over the torchrun processes
@@ -199,6 +234,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
     if cfg.memory_mode not in ("auto", *MEMORY_MODES):
         raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use auto or one of {', '.join(MEMORY_MODES)}")
+    if cfg.quant not in QUANTS:
+        raise UserError(f"--quant {cfg.quant!r} is unknown; use one of {', '.join(QUANTS)}")
     if cfg.parallel not in ("none", *PARALLEL_KINDS):
         raise UserError(f"--parallel {cfg.parallel!r} is unknown; use one of {', '.join(PARALLEL_KINDS)}")
     if cfg.attention not in ATTENTION_BACKENDS:

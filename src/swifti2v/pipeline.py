@@ -25,8 +25,8 @@ from swifti2v.config import RunConfig, check_prompt, stage1_size, validate
 from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.memory import MemoryChoice, resolve_memory_mode
-from swifti2v.models import parallel
-from swifti2v.models.components import Components, load_stage1, load_stage2, load_text_encoder
+from swifti2v.models import parallel, quant
+from swifti2v.models.components import Components, check_gguf_files, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import fuse_loras
 from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
@@ -80,6 +80,8 @@ def setup(cfg: RunConfig) -> Setup:
     cfg = validate(cfg)
     check_attention(cfg.attention)  # an uninstalled backend fails before anything loads
     device = resolve_device(cfg.device) if cfg.parallel == "none" else parallel.init_parallel(cfg.device)
+    quant.check_quant(cfg.quant, device)
+    check_gguf_files(cfg)
     cfg, memory = resolve_memory_mode(cfg, device)
     if cfg.parallel != "none" and cfg.memory_mode == "low":  # its block streaming hooks and the split collide
         raise UserError("--parallel runs in --memory-mode fast or balanced (each process holds 1/K of the "
@@ -95,11 +97,16 @@ def load_components(s: Setup, with_stage1: bool) -> Components:
     models_on = load_device(placement, s.device, "models")
     comps = Components(
         text=load_text_encoder(text_source, load_device(placement, s.device, "text"), s.dtype),
-        stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", models_on, s.dtype),
-        stage1=load_stage1(c.stage1.model, models_on, s.dtype) if with_stage1 else None,
+        stage2=load_stage2(c.stage2.model, c.stage2.checkpoint, c.stage2.mode == "concat", models_on, s.dtype,
+                           weights=c.stage2.weights),
+        stage1=load_stage1(c.stage1.model, models_on, s.dtype, c.stage1.weights) if with_stage1 else None,
     )
     if with_stage1:
         comps.lora_reports = fuse_loras(comps.stage1.pipe, c.stage1.loras)
+    if c.quant != "none":  # after the LoRAs: the fused weights are what gets quantized
+        for dit in s.placer.dits(comps):
+            if quant.storage(dit) is None:
+                quant.quantize_dit(dit, c.quant)
     prepare_components(s, comps)
     comps.load_seconds, comps.memory_choice = time.perf_counter() - t0, s.memory
     return comps
@@ -410,6 +417,17 @@ def _describe(source) -> str:
     return f"<{len(source)} frames>"
 
 
+def dit_weights(comps: Components) -> dict:
+    """How each DiT's weights are stored ("gguf Q4_K", "int8", "fp8", or the load dtype) and their GiB."""
+    dits = {"stage2": comps.stage2.transformer}
+    if comps.stage1 is not None:
+        dits["stage1"] = comps.stage1.transformer
+        if comps.stage1.transformer_2 is not None:
+            dits["stage1_low_noise"] = comps.stage1.transformer_2
+    return {name: {"storage": quant.storage(dit) or str(dit.dtype).removeprefix("torch."),
+                   "gib": round(quant.stored_bytes(dit) / 2**30, 4)} for name, dit in dits.items()}
+
+
 def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
     """OUT.json: resolved config, inputs, outputs, segment plan, seconds per stage, peak memory."""
     timer, s = run.timer, run
@@ -425,6 +443,7 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "device": str(s.device),
         "dtype": str(s.dtype).removeprefix("torch."),
         "memory_mode_choice": None if choice is None else choice.to_dict(),
+        "dit_weights": dit_weights(run.comps),
         "latent_shape": list(latent_shape),
         "plan": describe_plan(s.cfg),
         "seconds": {**{k: round(t, 3) for k, t in timer.seconds.items()},  # "load" only when this run loaded

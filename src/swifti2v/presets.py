@@ -15,6 +15,7 @@ from swifti2v.config import (
     Stage2Config,
     VideoConfig,
     lora_list,
+    weights_list,
 )
 from swifti2v.errors import UserError
 
@@ -136,9 +137,11 @@ def get_preset(name: str) -> RunConfig:
 # Settings a run may change, by their CLI names with underscores (the CLI, `batch` jobs, the Python API).
 OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "mode", "stage2",
              "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
-             "device", "dtype", "memory_mode", "attention", "compile", "parallel")
+             "device", "dtype", "memory_mode", "attention", "compile", "parallel", "quant", "stage1_weights",
+             "stage2_weights")
 # Those that choose or place the models: fixed once the models are loaded.
-MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile", "parallel")
+MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile", "parallel",
+                   "quant", "stage1_weights", "stage2_weights")
 
 
 def _set(obj, **changes):
@@ -157,14 +160,17 @@ def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
     stage1 = _set(cfg.stage1, schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
     if get("lora") is not None:
         stage1 = replace(stage1, loras=lora_list(get("lora"), stage1.loras))
+    if get("stage1_weights") is not None:
+        stage1 = replace(stage1, weights=weights_list(get("stage1_weights"), stage1.weights))
     mode = get("mode") or ("concat" if get("stage2") else None)
-    stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), segment_blocks=get("segment_blocks"),
-                  neighbor_blocks=get("neighbor_blocks"), csg=False if get("no_csg") else None,
+    stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), weights=get("stage2_weights"),
+                  segment_blocks=get("segment_blocks"), neighbor_blocks=get("neighbor_blocks"),
+                  csg=False if get("no_csg") else None,
                   schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
                                 start_sigma=get("start_sigma")))
     return _set(cfg, video=video, stage1=stage1, stage2=stage2, seed=get("seed"), device=get("device"),
                 dtype=get("dtype"), memory_mode=get("memory_mode"), attention=get("attention"),
-                compile=get("compile"), parallel=get("parallel"))
+                compile=get("compile"), parallel=get("parallel"), quant=get("quant"))
 
 
 def check_weights(cfg: RunConfig) -> None:

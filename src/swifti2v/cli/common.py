@@ -6,7 +6,15 @@ import argparse
 import os
 from pathlib import Path
 
-from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, PARALLEL_KINDS, SAMPLERS, STAGE2_MODES, RunConfig
+from swifti2v.config import (
+    ATTENTION_BACKENDS,
+    MEMORY_MODES,
+    PARALLEL_KINDS,
+    QUANTS,
+    SAMPLERS,
+    STAGE2_MODES,
+    RunConfig,
+)
 from swifti2v.errors import UserError
 from swifti2v.media import DEFAULT_FPS
 from swifti2v.outputs import DEFAULT_CRF
@@ -46,6 +54,9 @@ def stage2_options(p: argparse.ArgumentParser) -> None:
                    help="concat: trained refiner (2x input channels); refine: stock TI2V-5B, zero-shot")
     g.add_argument("--stage2", metavar="PATH",
                    help="trained concat checkpoint (a diffusers transformer folder with config.json + safetensors)")
+    g.add_argument("--stage2-weights", metavar="PATH.gguf",
+                   help="a GGUF file of the Stage II DiT (e.g. Wan2.2-TI2V-5B-Q8_0.gguf) in place of its safetensors "
+                   "weights; kept quantized, de-quantized layer by layer (checked against the model first)")
     g.add_argument("--stage2-steps", type=int, help="Stage II denoising steps (default: preset's)")
     g.add_argument("--stage2-sampler", choices=SAMPLERS, help="Stage II solver step (default: preset's)")
     g.add_argument("--start-sigma", type=float,
@@ -75,6 +86,10 @@ def run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
                    "CPU); fast: everything on the GPU; balanced: text encoder on CPU, one stage on the GPU "
                    "at a time, tiled decode; low: + fp8 weights, Stage I streamed block by block, tile-by-tile "
                    "decode at the end (2K on 24 GB cards); see docs/benchmarks.md")
+    o.add_argument("--quant", choices=QUANTS,
+                   help="store the DiTs not given as GGUF quantized, by torchao, after the LoRAs are fused: int8 "
+                   "(weight-only, any device) or fp8 (fp8 weights and activations: GPUs with fp8 units, compute "
+                   "capability 8.9+); default none (bf16). Combines with every --memory-mode")
     o.add_argument("--attention", choices=ATTENTION_BACKENDS,
                    help="attention kernel: sdpa (default, PyTorch), flash, flash3, sage, flex (when installed)")
     o.add_argument("--compile", action="store_true", default=None,
@@ -129,6 +144,12 @@ def write_result(out_arg: str, result, table: str, show: bool = True) -> Path:
 
 def quiet_libraries() -> None:
     """Imported only once the command line has been checked (they take seconds): a typo fails at once."""
+    import logging
+
+    # torchao, when installed, is imported by diffusers: its notices about kernels built for other GPUs and
+    # diffusers' about torchao classes it no longer finds are not the user's concern either
+    for name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     import transformers  # its import-time notices (e.g. about torchvision) are not the user's concern
 
     transformers.logging.set_verbosity_error()

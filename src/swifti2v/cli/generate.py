@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "file or 'hub_repo:file.safetensors', @STRENGTH to scale it (default 1), high= / low= for one "
                     "expert of a Wan2.2 A14B pair (default: every expert); 'none' drops the LoRAs before it, the "
                     "preset's included. The paper's Stage I: the preset's few-step LoRA + --lora lowres.safetensors")
+    g1.add_argument("--stage1-weights", action="append", metavar="[high=|low=]PATH.gguf",
+                    help="a GGUF file of the Stage I DiT (e.g. wan2.1-i2v-14b-480p-Q4_K_M.gguf) in place of the "
+                    "model folder's weights; for a Wan2.2 A14B pair give one per expert, high=... and low=.... "
+                    "Kept quantized; LoRAs apply as unfused adapters")
     g1.add_argument("--lora-strength", type=float, help=argparse.SUPPRESS)  # replaced by PATH@STRENGTH
     g1.add_argument("--stage1-out", metavar="PATH", help="also write the low-res clip Stage I made (the motion "
                     "Stage II refined) as an mp4")

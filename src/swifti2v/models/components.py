@@ -15,9 +15,12 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
+from swifti2v.config import DitWeights, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.models.adapter import PREDICTION_FILE, widen_patch_embedding
 from swifti2v.models.codec import PixelCodec
+from swifti2v.models.lora import EXPERTS
+from swifti2v.models.quant import check_gguf_fits, load_gguf_dit, read_gguf
 from swifti2v.models.text import TextEncoder
 from swifti2v.models.vae import WanVAE
 from swifti2v.presets import resolve
@@ -148,26 +151,94 @@ def _as_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return model
 
 
-def load_stage1(source: str, device: torch.device, dtype: torch.dtype) -> Stage1Components:
-    """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json)."""
+def _config_of(model: torch.nn.Module) -> dict:
+    return {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+
+
+def _folder_config(source: str, subfolder: str, what: str) -> dict:
+    try:
+        config = WanTransformer3DModel.load_config(source, subfolder=subfolder)
+    except (OSError, ValueError) as e:
+        raise _fail_load(what, source, e) from None
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def _dit(source: str, subfolder: str, what: str, dtype: torch.dtype, gguf: str | None, flag: str):
+    """A DiT from the folder's weights, or from a GGUF file with the folder's config (kept quantized)."""
+    if gguf is None:
+        return _load(WanTransformer3DModel, source, what, subfolder=subfolder, torch_dtype=dtype)
+    return load_gguf_dit(gguf, _folder_config(source, subfolder, what), f"{what} slot", flag, dtype)
+
+
+def stage1_gguf(weights: tuple[DitWeights, ...], pair: bool) -> dict[str, str]:
+    """--stage1-weights -> {"transformer": PATH, "transformer_2": PATH} for the model's DiTs."""
+    if not pair:
+        for w in weights:
+            if w.target != "all":
+                raise UserError(f"--stage1-weights {w} names the {w.target}-noise expert, but this Stage I model has "
+                                f"one DiT; drop '{w.target}='")
+        return {"transformer": weights[-1].path} if weights else {}
+    if any(w.target == "all" for w in weights):
+        raise UserError("--stage1-weights: this Stage I model is a Wan2.2 A14B expert pair; give one GGUF file per "
+                        "expert, high=HIGH.gguf and low=LOW.gguf")
+    return {EXPERTS[w.target]: w.path for w in weights}
+
+
+def check_gguf_files(cfg: RunConfig) -> None:
+    """Every --stage1-weights / --stage2-weights file read and checked against its slot's model (names and
+    shapes) before any model loads: a wrong file fails in a second, not after the text encoder has loaded."""
+    s1, s2 = cfg.stage1, cfg.stage2
+    if s1.weights:
+        if s1.model in IN_CODE:
+            slots = {"transformer": (stage1_gguf(s1.weights, pair=False)["transformer"],
+                                     _config_of(_debug().tiny_stage1_transformer()))}
+        else:
+            source = resolve(s1.model)
+            pair = _model_index(source).get("transformer_2", [None, None])[0] is not None
+            slots = {sub: (path, _folder_config(source, sub, "Stage I transformer"))
+                     for sub, path in stage1_gguf(s1.weights, pair).items()}
+        for sub, (path, config) in slots.items():
+            slot = "Stage I transformer slot" if sub == "transformer" else "Stage I low-noise expert slot"
+            check_gguf_fits(read_gguf(path, "--stage1-weights"), config, slot, "--stage1-weights")
+    if s2.weights:
+        if s2.checkpoint is not None:
+            config = _folder_config(str(_concat_checkpoint_dir(s2.checkpoint)), "", "Stage II checkpoint")
+        elif s2.model in IN_CODE:
+            build = _debug().tiny_stage2_transformer if s2.model == DEBUG_RANDOM else _debug().bench_stage2_transformer
+            config = _config_of(build())
+        else:
+            config = _folder_config(resolve(s2.model), "transformer", "Stage II transformer")
+        check_gguf_fits(read_gguf(s2.weights, "--stage2-weights"), config, "Stage II transformer slot",
+                        "--stage2-weights")
+
+
+def load_stage1(source: str, device: torch.device, dtype: torch.dtype,
+                weights: tuple[DitWeights, ...] = ()) -> Stage1Components:
+    """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json);
+    `weights`: GGUF files in place of the DiT weights (--stage1-weights)."""
     prediction = "velocity"
+    flag = "--stage1-weights"
     if source in IN_CODE:
+        gguf = stage1_gguf(weights, pair=False).get("transformer")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 1)
             transformer = _as_loaded(_debug().tiny_stage1_transformer(), dtype)
+            if gguf is not None:
+                transformer = load_gguf_dit(gguf, _config_of(transformer), "Stage I slot", flag, dtype)
             image_encoder, image_processor = _debug().tiny_image_encoder()
             vae = _debug().tiny_vae_21()
         transformer_2, boundary = None, None
     else:
         source = resolve(source)
         index = _model_index(source)
-        transformer = _load(WanTransformer3DModel, source, "Stage I transformer", subfolder="transformer",
-                            torch_dtype=dtype)
+        pair = index.get("transformer_2", [None, None])[0] is not None
+        gguf = stage1_gguf(weights, pair)
+        transformer = _dit(source, "transformer", "Stage I transformer", dtype, gguf.get("transformer"), flag)
         prediction = read_prediction(Path(source) / "transformer")
         transformer_2 = None
-        if index.get("transformer_2", [None, None])[0] is not None:
-            transformer_2 = _load(WanTransformer3DModel, source, "Stage I low-noise expert",
-                                  subfolder="transformer_2", torch_dtype=dtype)
+        if pair:
+            transformer_2 = _dit(source, "transformer_2", "Stage I low-noise expert", dtype,
+                                 gguf.get("transformer_2"), flag)
         boundary = index.get("boundary_ratio")
         image_encoder = image_processor = None
         if transformer.config.image_dim is not None:  # Wan2.1 I2V needs a real CLIP encoder
@@ -206,12 +277,14 @@ def _concat_checkpoint_dir(path: str) -> Path:
 
 
 def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch.device,
-                dtype: torch.dtype, widen: bool = False) -> Stage2Components:
-    """VAE from `source`; DiT from `checkpoint` (a trained concat refiner) or from `source` (stock).
+                dtype: torch.dtype, widen: bool = False, weights: str | None = None) -> Stage2Components:
+    """VAE from `source`; DiT from `checkpoint` (a trained concat refiner) or from `source` (stock);
+    `weights`: a GGUF file in place of that DiT's weights (--stage2-weights).
 
     widen: give a stock DiT the concat input channels (zero-initialised), the start of training.
     """
     prediction = "velocity"
+    flag = "--stage2-weights"
     if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 2)
@@ -220,17 +293,18 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
             else:
                 vae, transformer = PixelCodec(**_debug().BENCH_CODEC), _debug().bench_stage2_transformer()
             transformer = _as_loaded(transformer, dtype)
+        if weights is not None and checkpoint is None:
+            transformer = load_gguf_dit(weights, _config_of(transformer), "Stage II slot", flag, dtype)
     else:
         source = resolve(source)
         vae = _load_vae(source, "Stage II VAE")
         transformer = None
         if checkpoint is None:
-            transformer = _load(WanTransformer3DModel, source, "Stage II transformer", subfolder="transformer",
-                                torch_dtype=dtype)
+            transformer = _dit(source, "transformer", "Stage II transformer", dtype, weights, flag)
             prediction = read_prediction(Path(source) / "transformer")
     if checkpoint is not None:
         folder = _concat_checkpoint_dir(checkpoint)
-        transformer = _load(WanTransformer3DModel, str(folder), "Stage II checkpoint", torch_dtype=dtype)
+        transformer = _dit(str(folder), "", "Stage II checkpoint", dtype, weights, flag)
         prediction = read_prediction(folder)
     z = vae.config.z_dim
     in_ch = transformer.config.in_channels

@@ -25,6 +25,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 
 from swifti2v.config import LoraFile
 from swifti2v.errors import UserError
+from swifti2v.models.quant import storage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ TOP_NAMES = {
     "img_emb.proj.3": "condition_embedder.image_embedder.ff.net.2",
     "img_emb.proj.4": "condition_embedder.image_embedder.norm2",
 }
+UNFUSED = "unfused adapter"
 PAIR_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".alpha")
 
 
@@ -69,14 +71,15 @@ class LoraReport:
     modulation_deltas: int = 0  # diff_m added to scale_shift_table here
     direct_deltas: int = 0  # .diff / norm / unpaired diff_b deltas added here
     unmatched: list[str] = field(default_factory=list)
+    how: str = "fused"  # or UNFUSED: on quantized weights the low-rank pairs stay beside them
 
     @property
     def matched(self) -> int:
         return self.pairs + self.bias_deltas + self.modulation_deltas + self.direct_deltas
 
     def summary(self) -> str:
-        text = (f"LoRA {Path(self.path).name} (target {self.target}: {', '.join(self.experts)}; strength "
-                f"{self.strength:g}): {self.pairs} low-rank pairs, {self.bias_deltas} bias deltas, "
+        text = (f"LoRA {Path(self.path).name} ({self.how}; target {self.target}: {', '.join(self.experts)}; "
+                f"strength {self.strength:g}): {self.pairs} low-rank pairs, {self.bias_deltas} bias deltas, "
                 f"{self.modulation_deltas} modulation deltas, {self.direct_deltas} direct deltas")
         if self.unmatched:
             text += f"; {len(self.unmatched)} unmatched keys (first: {self.unmatched[0]})"
@@ -134,7 +137,7 @@ def _apply_direct(transformer: WanTransformer3DModel, direct: dict[str, torch.Te
     for key, delta in direct.items():
         name = diffusers_param_name(_direct_key(key) or "")
         target = params.get(name) if name else None
-        if target is None or target.numel() != delta.numel():
+        if target is None or target.numel() != delta.numel() or not target.is_floating_point():  # or quantized
             report.unmatched.append(key)
             continue
         with torch.no_grad():
@@ -203,17 +206,29 @@ def _fuse_into(pipe: WanImageToVideoPipeline, component: str, for_diffusers: dic
                 report.bias_deltas += 1
         converted = {k: v for k, v in converted.items() if k not in report.unmatched}
         if converted:
+            adapter = f"swifti2v_{component}_{len(getattr(transformer, 'peft_config', None) or {})}"
             try:  # low_cpu_mem_usage=False: bias-only entries crash the meta-device path.
-                pipe.load_lora_weights(converted, adapter_name=f"swifti2v_{component}", low_cpu_mem_usage=False,
+                pipe.load_lora_weights(converted, adapter_name=adapter, low_cpu_mem_usage=False,
                                        load_into_transformer_2=component == "transformer_2")
             except (RuntimeError, ValueError) as e:  # shapes of another model size
                 pipe.unload_lora_weights()
                 first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
                 raise UserError(f"LoRA {report.path} does not fit this Stage I model ({first[:160]}); is it made "
                                 "for another model size?") from None
-            pipe.fuse_lora(components=[component], lora_scale=strength)
-            pipe.unload_lora_weights()
+            if storage(transformer) is None:
+                pipe.fuse_lora(components=[component], lora_scale=strength)
+                transformer.unload_lora()  # this expert's only: the other may keep unfused adapters
+            else:  # quantized weights (a GGUF file) take no fused delta: the adapter stays, scaled
+                _keep_adapter(transformer, adapter, strength)
+                report.how = UNFUSED
     _apply_direct(transformer, direct, strength, report)
+
+
+def _keep_adapter(transformer: WanTransformer3DModel, name: str, strength: float) -> None:
+    """Keep the adapter just loaded, and activate every one kept so far at its strength."""
+    kept = transformer.__dict__.setdefault("_swifti2v_adapters", {})
+    kept[name] = strength
+    transformer.set_adapters(list(kept), list(kept.values()))
 
 
 def fuse_lora_file(pipe: WanImageToVideoPipeline, path: str | Path, strength: float = 1.0, target: str = "all",

@@ -4,7 +4,8 @@
     balanced  text encoder on the CPU (only the prompt's real tokens are encoded); each stage's models are
               on the accelerator only while that stage runs (Stage I's 14B leaves before Stage II);
               segments decoded as they finish, in spatial tiles.
-    low       balanced, plus: both DiTs stored in fp8 (e4m3, computed in bf16, layer by layer); Stage I's
+    low       balanced, plus: both DiTs stored in fp8 (e4m3, computed in bf16, layer by layer; a DiT quantized
+              by --quant or loaded from GGUF keeps that storage instead); Stage I's
               DiT streamed from CPU memory block by block with prefetch on a side stream; Stage II decoded
               at the end tile by tile into CPU memory, so one tile's causal cache is alive, not a whole
               frame's (~12 GiB in bf16 at 2K). For 24 GB cards (docs/benchmarks.md has the prediction).
@@ -24,6 +25,7 @@ import torch
 
 from swifti2v.config import MEMORY_MODES
 from swifti2v.errors import UserError
+from swifti2v.models.quant import storage
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Placer:
         for stage, models in (("stage1", self._stage_dits(comps, "stage1")),
                               ("stage2", self._stage_dits(comps, "stage2"))):
             for model in models:
-                if stage in self.p.fp8:
+                if stage in self.p.fp8 and storage(model) is None:  # quantized weights keep their storage
                     store_fp8(model, self.dtype)
                 if stage in self.p.streamed:
                     stream_blocks(model, self.device)

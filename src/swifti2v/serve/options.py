@@ -21,7 +21,7 @@ KINDS = ("generate", "refine")
 # Set by the server: paths on its disk (inputs, outputs, LoRA and checkpoint files) and the placement of the models.
 SERVER_SET = frozenset({"command", "help", "image", "motion", "out", "png_dir", "stage1_out", "work_dir", "restart",
                         "keep_work", "parallel", "device", "quiet", "lora_strength", "lora", "stage2", "memory_mode",
-                        "dtype", "attention", "compile"})
+                        "dtype", "attention", "compile", "quant", "stage1_weights", "stage2_weights", "force"})
 
 
 class _Raising(argparse.ArgumentParser):
