@@ -30,22 +30,25 @@ class SwiftI2V:
     `cfg` is the run configuration the calls start from (a preset with overrides); a call may change the
     video (size, frames, fps), the seed and the sampling settings, not the models (make a new SwiftI2V)."""
 
-    def __init__(self, cfg: RunConfig, components: Components | None = None, with_stage1: bool = True):
+    def __init__(self, cfg: RunConfig, components: Components | None = None, with_stage1: bool = True,
+                 force: bool = False):
         """Load the models of `cfg` (or take `components`). `with_stage1=False` loads Stage II alone: then
-        only `refine` runs."""
+        only `refine` runs. A run predicted not to fit its device's free memory is refused before anything
+        loads (UserError naming what would fit); `force=True` runs such runs anyway, here and in every call."""
         check_weights(cfg)
-        self.setup = pipeline.setup(cfg)
+        self.force = force
+        self.setup = pipeline.setup(cfg, force)
         self.cfg = self.setup.cfg  # memory mode resolved
         self.components = components or pipeline.load_components(self.setup, with_stage1)
 
     @classmethod
     def from_preset(cls, name: str = "tiny", device: str = "auto", memory_mode: str = "auto",
-                    with_stage1: bool = True, **overrides) -> SwiftI2V:
+                    with_stage1: bool = True, force: bool = False, **overrides) -> SwiftI2V:
         """Load preset `name` (see `swifti2v presets`) with settings by their CLI names, e.g. frames=81,
         stage2="path/to/checkpoint", lora="none", dtype="bf16", attention="flash". `lora`: one --lora value or a
         list, added after the preset's LoRAs in order (e.g. lora=["lowres.safetensors@0.8"]; "none" clears)."""
         return cls(with_overrides(get_preset(name), device=device, memory_mode=memory_mode, **overrides),
-                   with_stage1=with_stage1)
+                   with_stage1=with_stage1, force=force)
 
     def _config(self, overrides: dict) -> RunConfig:
         fixed = sorted(k for k, v in overrides.items() if k in MODEL_OVERRIDES and v is not None)
@@ -72,7 +75,8 @@ class SwiftI2V:
                             "generate(stages='stage2') run")
         cfg = self._config(dict(seed=seed, frames=frames, height=height, width=width, **overrides))
         return pipeline.generate(cfg, image, prompt, _output(out, crf, png_dir, stage1_out), components=self.components,
-                                 progress=progress, work=work, cancel=cancel, keep_frames=keep_frames, stages=stages)
+                                 progress=progress, work=work, cancel=cancel, keep_frames=keep_frames, stages=stages,
+                                 force=self.force)
 
     def refine(self, image: ImageSource, motion: MotionSource, prompt: str = "", *, seed: int | None = None,
                frames: int | None = None, height: int | None = None, width: int | None = None,
@@ -84,7 +88,7 @@ class SwiftI2V:
         cfg = self._config(dict(seed=seed, height=height, width=width, **overrides))
         return pipeline.refine(cfg, image, motion, prompt, _output(out, crf, png_dir), frames=frames,
                                components=self.components, progress=progress, work=work, cancel=cancel,
-                               keep_frames=keep_frames)
+                               keep_frames=keep_frames, force=self.force)
 
 
 def _output(out: str | Path | None, crf: int, png_dir: str | Path | None, stage1: str | Path | None = None) -> Output:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from swifti2v.config import MEMORY_MODES, RunConfig
-from swifti2v.footprint import predicted_peaks
+from swifti2v.errors import UserError
+from swifti2v.footprint import GIB, predicted_peaks
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -55,6 +56,73 @@ def resolve_memory_mode(cfg: RunConfig, device: torch.device) -> tuple[RunConfig
         log.warning("even --memory-mode low is predicted to need %.1f GiB with %.1f GiB free; trying it anyway",
                     predicted[mode], free_gib)
     return replace(cfg, memory_mode=mode), MemoryChoice(mode, round(free_gib, 2), predicted)
+
+
+def free_gib(device: torch.device) -> float | None:
+    """Memory a run on `device` may use: free GPU memory plus what this process's allocator already holds; on
+    a CPU, the kernel's MemAvailable plus this process's resident memory (None where neither can be read)."""
+    if device.type == "cuda":
+        return (torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)) / GIB
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return (psutil.virtual_memory().available + psutil.Process().memory_info().rss) / GIB
+
+
+def predicted_gib(cfg: RunConfig, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+    """The run's predicted peak per step and overall on `device` (the host's memory for a CPU run)."""
+    if device.type == "cuda":
+        return predicted_peaks(cfg)[cfg.memory_mode]
+    return predicted_peaks(cfg, host_scale=torch.empty(0, dtype=dtype).element_size() / 2)["host"]
+
+
+def check_fits(cfg: RunConfig, device: torch.device, dtype: torch.dtype, force: bool = False) -> None:
+    """Refuse, before anything loads, a run whose predicted peak (+ headroom) exceeds the memory its device
+    has free, naming the setting that would fit; `force` runs it anyway (with a warning)."""
+    free = free_gib(device)
+    need = predicted_gib(cfg, device, dtype)
+    if free is None or need["peak"] + HEADROOM_GIB <= free:
+        return
+    where = "GPU memory" if device.type == "cuda" else "RAM"
+    step = max(("stage1", "reference", "stage2"), key=lambda k: need[k])
+    text = (f"this run is predicted to need {need['peak']:.1f} GiB of {where} at its peak ({STEP_NAMES[step]}) "
+            f"+ {HEADROOM_GIB:.0f} GiB headroom, and {free:.1f} GiB is free")
+    if force:
+        log.warning("%s; running anyway (--force)", text)
+        return
+    raise UserError(f"{text}; {what_fits(cfg, device, dtype, free, need)}, or pass --force to run it anyway")
+
+
+STEP_NAMES = {"stage1": "Stage I", "reference": "the hybrid reference", "stage2": "Stage II and its decode"}
+
+
+def what_fits(cfg: RunConfig, device: torch.device, dtype: torch.dtype, free: float, need: dict) -> str:
+    """The first setting predicted to fit: a lighter memory mode, int8 weights, or a smaller size (the
+    activations scale with the pixel count; the estimate is checked with one more prediction)."""
+    budget = free - HEADROOM_GIB
+    options = []
+    if device.type == "cuda":
+        options += [(f"--memory-mode {m}", replace(cfg, memory_mode=m))
+                    for m in MEMORY_MODES[MEMORY_MODES.index(cfg.memory_mode) + 1:]]
+        if cfg.quant == "none":
+            options.append((f"--memory-mode {cfg.memory_mode} --quant int8", replace(cfg, quant="int8")))
+    for flag, option in options:
+        gib = predicted_gib(option, device, dtype)["peak"]
+        if gib <= budget:
+            return f"{flag} is predicted to fit ({gib:.1f} GiB)"
+    models = need.get("models", 0.0)
+    v, mult = cfg.video, max(32, cfg.stage2.geometry.pixel_multiple)
+    scale = ((budget - models) / max(need["peak"] - models, 1e-9)) ** 0.5 if budget > models else 0.0
+    for shrink in (1.0, 0.7):
+        h, w = (max(mult, int(x * scale * shrink) // mult * mult) for x in (v.height, v.width))
+        if scale > 0 and (h, w) != (v.height, v.width):
+            smaller = replace(cfg, video=replace(v, height=h, width=w))
+            gib = predicted_gib(smaller, device, dtype)["peak"]
+            if gib <= budget:
+                return f"--height {h} --width {w} is predicted to fit ({gib:.1f} GiB)"
+    return (f"the models alone are predicted to take {models:.1f} GiB: use a smaller preset or quantized weights"
+            if models > budget else "use a smaller --height/--width or fewer --frames")
 
 
 def oom_advice(memory_mode: str | None) -> str:

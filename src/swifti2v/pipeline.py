@@ -24,7 +24,7 @@ from swifti2v import media
 from swifti2v.config import RunConfig, check_prompt, stage1_size, validate
 from swifti2v.errors import Cancelled, UserError
 from swifti2v.files import atomic_write_json
-from swifti2v.memory import MemoryChoice, resolve_memory_mode
+from swifti2v.memory import MemoryChoice, check_fits, resolve_memory_mode
 from swifti2v.models import parallel, quant
 from swifti2v.models.components import Components, check_gguf_files, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import fuse_loras
@@ -76,7 +76,9 @@ class Setup:
         return Placer(get_placement(self.cfg.memory_mode), self.device, self.dtype)
 
 
-def setup(cfg: RunConfig) -> Setup:
+def setup(cfg: RunConfig, force: bool = False) -> Setup:
+    """Resolve the device, dtype and memory mode; refuse, before anything loads, what cannot run or fit
+    (`force`: run a job predicted not to fit anyway)."""
     cfg = validate(cfg)
     check_attention(cfg.attention)  # an uninstalled backend fails before anything loads
     device = resolve_device(cfg.device) if cfg.parallel == "none" else parallel.init_parallel(cfg.device)
@@ -86,7 +88,9 @@ def setup(cfg: RunConfig) -> Setup:
     if cfg.parallel != "none" and cfg.memory_mode == "low":  # its block streaming hooks and the split collide
         raise UserError("--parallel runs in --memory-mode fast or balanced (each process holds 1/K of the "
                         "activations, so the low mode's savings are not needed); pass one of them")
-    return Setup(cfg, device, resolve_dtype(cfg.dtype, device), memory)
+    dtype = resolve_dtype(cfg.dtype, device)
+    check_fits(cfg, device, dtype, force)
+    return Setup(cfg, device, dtype, memory)
 
 
 def load_components(s: Setup, with_stage1: bool) -> Components:
@@ -176,10 +180,10 @@ class Run(Setup):
     @classmethod
     def start(cls, cfg: RunConfig, output: Output, inputs: dict, components: Components | None,
               progress: Progress | None, work: WorkOptions, cancel: CancelCheck | None, keep_frames: bool,
-              with_stage1: bool) -> Run:
+              with_stage1: bool, force: bool = False) -> Run:
         """Resolve the config, check every output path, open the work directory, then load (or take) the
         models: a bad path fails before anything loads."""
-        s = setup(cfg)
+        s = setup(cfg, force)
         check_paths(output, work.path)
         key = fingerprint(s.cfg, inputs)
         path = work.path or (default_path(output.video) if output.video is not None
@@ -316,7 +320,7 @@ STAGES = ("all", "stage1", "stage2")  # generate in one call, or in two by two p
 def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | Path | Output | None,
              components: Components | None = None, progress: Progress | None = None,
              work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None, keep_frames: bool = False,
-             stages: str = "all") -> Result:
+             stages: str = "all", force: bool = False) -> Result:
     """Image + prompt -> high-resolution video at `out` (+ `out`.json with settings, plan, timings).
 
     Finished stages and segments go to a work directory as they finish; the same call after a crash or a
@@ -329,7 +333,8 @@ def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | P
     picture = media.as_image(image)
     check_prompt(prompt)
     run = Run.start(cfg, as_output(out), {"image": _source_key(image, [picture]), "prompt": prompt}, components,
-                    progress, work, cancel, keep_frames and stages != "stage1", with_stage1=stages != "stage2")
+                    progress, work, cancel, keep_frames and stages != "stage1", with_stage1=stages != "stage2",
+                    force=force)
     inputs = {"image": _describe(image), "prompt": prompt, "loras": run.comps.lora_reports}
     if stages == "stage2":
         z_ref, inputs = run.handed_over(inputs)  # checked before anything is computed
@@ -386,7 +391,7 @@ def read_motion(motion: MotionSource) -> list[Image.Image]:
 def refine(cfg: RunConfig, image: media.ImageSource, motion: MotionSource, prompt: str,
            out: str | Path | Output | None, frames: int | None = None, components: Components | None = None,
            progress: Progress | None = None, work: WorkOptions = DEFAULT_WORK, cancel: CancelCheck | None = None,
-           keep_frames: bool = False) -> Result:
+           keep_frames: bool = False, force: bool = False) -> Result:
     """Stage II alone on a low-res video from any source, anchored on the high-res image.
 
     `frames=None` takes the longest 4k+1 prefix of the motion video.
@@ -395,7 +400,8 @@ def refine(cfg: RunConfig, image: media.ImageSource, motion: MotionSource, promp
     cfg = replace(cfg, video=replace(cfg.video, frames=choose_frames(len(clip), frames)))
     used = clip[: cfg.video.frames]
     keys = {"image": _source_key(image, [picture]), "motion": _source_key(motion, used), "prompt": prompt}
-    run = Run.start(cfg, as_output(out), keys, components, progress, work, cancel, keep_frames, with_stage1=False)
+    run = Run.start(cfg, as_output(out), keys, components, progress, work, cancel, keep_frames, with_stage1=False,
+                    force=force)
     text = run.encode_text(prompt)
     low_h, low_w = stage1_size(run.cfg.video, run.cfg.stage1)
     windows = lambda: frame_windows(media.iter_frames(used, low_h, low_w))  # noqa: E731

@@ -43,6 +43,10 @@ class CostConfig:
     gpus: tuple[int, ...] = ()  # context-parallel degrees to predict (empty: none)
     parallel: str = "ulysses"
     link_gbps: float = 450.0  # GB/s each GPU sends (NVLink 4 on H100/H200: 900 GB/s both ways)
+    quants: tuple[str, ...] = ()  # DiT storages to compare: none, int8, fp8, GGUF types (Q8_0, Q4_K, ...)
+    fp8_speedup: float = 2.0  # fp8 over bf16 dense matmul throughput (Ada/Hopper tensor cores; assumed)
+    hbm_gbps: float = 4800.0  # GPU memory bandwidth (H200; H100 3350), for de-quantization
+    dequant_efficiency: float = 0.5  # share of it a de-quantization kernel sustains (assumed)
 
     def __post_init__(self):
         if self.peak_tflops <= 0 or not 0 < self.efficiency <= 1:
@@ -107,6 +111,7 @@ def run_cost(c: CostConfig) -> dict:
         "totals": _totals(rows, vae, c),
         "parallel": [parallel_row(k, models, (stage1_calls, stage2_calls), rows, vae, w, latents, c)
                      for k in c.gpus],
+        "quant": [quant_row(q, models, rows, vae, latents, c) for q in c.quants],
     }
 
 
@@ -120,6 +125,58 @@ def _totals(rows: dict, vae: dict, c: CostConfig) -> dict:
     base = rows["baseline"]["tflop"]
     return {name: {"tflop": t, "seconds": _seconds(t * 1e12, c)}
             for name, t in (("swifti2v", ours), ("swifti2v_end_to_end_stage2", e2e), ("baseline", base))}
+
+
+# ---------------------------------------------------------------- quantized weights
+
+
+def quant_row(quant: str, models: dict, rows: dict, vae: dict, latents: float, c: CostConfig) -> dict:
+    """Both DiTs stored as `quant`: their GiB, the peak per memory mode, and the run's predicted seconds —
+    fp8 runs the DiTs' linear FLOPs `fp8_speedup` times faster; GGUF and int8 weights are de-quantized to bf16
+    layer by layer in every DiT call (read quantized, written bf16, at `dequant_efficiency` of `hbm_gbps`)."""
+    w = weights(models, {"stage1": quant, "stage2": quant})
+    peaks = mode_peaks(rows, vae, w, latents)
+    seconds = _totals(rows, vae, c)["swifti2v"]["seconds"]
+    for stage in ("stage1", "stage2"):
+        row, q = rows[stage], w[stage]["quant"]
+        if quant == "fp8":
+            seconds -= _seconds(row["tflop_linear"] * 1e12, c) * (1 - 1 / c.fp8_speedup)
+        elif q is not None:
+            moved = (q["gib"] + w[stage]["bf16"]) * GIB
+            seconds += row["calls"] * moved / (c.hbm_gbps * 1e9 * c.dequant_efficiency)
+    low = {stage: w[stage]["fp8"] if w[stage]["quant"] is None else _stored(w[stage]) for stage in ("stage1", "stage2")}
+    host = w["text"]["bf16"] + w["clip"]["fp32"] + w["vae1"]["bf16"] + w["vae2"]["bf16"] + sum(low.values())
+    return {"quant": quant, "stage1_gib": _stored(w["stage1"]), "stage2_gib": _stored(w["stage2"]),
+            "host_models_gib": host,
+            "stage1_streamed_gib": (w["stage1"]["quant"] or {}).get("streamed_gib", w["stage1"]["fp8_streamed"]),
+            "peak_gib": {mode: peaks[mode]["peak"] for mode in MEMORY_MODES},
+            "peak_step": {mode: max(("stage1", "reference", "stage2"), key=lambda k: peaks[mode][k])
+                          for mode in MEMORY_MODES},
+            "seconds": seconds}
+
+
+def _stored(w: dict) -> float:
+    return w["bf16"] if w["quant"] is None else w["quant"]["gib"]
+
+
+def quant_markdown(r: dict) -> list[str]:
+    if not r["quant"]:
+        return []
+    c = r["config"]
+    lines = ["", "Both DiTs stored as each quant (`none`: bf16, fp8 in `low`; GGUF types as community files keep "
+             "them: the blocks' linear weights quantized, the rest bf16). CPU RAM: every model as stored, where the "
+             f"balanced and low modes keep them between stages. Seconds: fp8 matmuls {c['fp8_speedup']:g}× bf16's; "
+             f"GGUF and int8 de-quantized layer by layer in every DiT call at {c['dequant_efficiency']:g} × "
+             f"{c['hbm_gbps']:.0f} GB/s (**predicted**):", "",
+             "| quant | Stage I DiT GiB | Stage II DiT GiB | Stage I resident when streamed GiB | peak fast GiB | "
+             "peak balanced GiB | peak low GiB (its largest step) | models in CPU RAM GiB (low) | predicted s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["quant"]:
+        p = x["peak_gib"]
+        lines.append(f"| {x['quant']} | {_n(x['stage1_gib'])} | {_n(x['stage2_gib'])} | "
+                     f"{_n(x['stage1_streamed_gib'])} | {_n(p['fast'])} | {_n(p['balanced'])} | **{_n(p['low'])}** "
+                     f"({x['peak_step']['low']}) | {_n(x['host_models_gib'])} | {_n(x['seconds'])} |")
+    return lines
 
 
 # ---------------------------------------------------------------- context parallel
@@ -260,4 +317,5 @@ def to_markdown(r: dict) -> str:
         m = r["memory_modes"][mode]
         lines.append(f"| {mode} | {_n(m['stage1'])} | {_n(m['reference'])} | {_n(m['stage2'])} | **{_n(m['peak'])}** |")
     lines += parallel_markdown(r)
+    lines += quant_markdown(r)
     return "\n".join(lines) + "\n"

@@ -75,6 +75,9 @@ def _cost_parser(bsub: argparse._SubParsersAction) -> None:
     c.add_argument("--link-gbps", type=float, default=450.0,
                    help="GB/s each GPU sends over its links, for --gpus (default 450: NVLink 4; ~50 for "
                    "400 Gb/s InfiniBand between nodes)")
+    c.add_argument("--quant", default=None, metavar="Q[,Q...]",
+                   help="also compare the DiTs stored as each of these, e.g. none,int8,fp8,Q8_0,Q6_K,Q5_K,Q4_K: "
+                   "weights, the peak per memory mode and predicted seconds")
     c.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     c.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     c.add_argument("-q", "--quiet", action="store_true", help="no info logs")
@@ -162,9 +165,10 @@ def _cost(args: argparse.Namespace) -> int:
 
     frames = (None,) if args.frames is None else int_list("--frames", args.frames)
     gpus = () if args.gpus is None else int_list("--gpus", args.gpus)
+    quants = () if args.quant is None else tuple(q.strip() for q in args.quant.split(",") if q.strip())
     results = [run_cost(CostConfig(preset=args.preset, frames=f, peak_tflops=args.peak_tflops,
                                    efficiency=args.efficiency, gpus=gpus, parallel=args.parallel,
-                                   link_gbps=args.link_gbps)) for f in frames]
+                                   link_gbps=args.link_gbps, quants=quants)) for f in frames]
     table = "\n".join(to_markdown(r) for r in results)
     if args.out:
         write_result(args.out, results, table, show=False)

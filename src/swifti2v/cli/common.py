@@ -94,6 +94,9 @@ def run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
                    help="attention kernel: sdpa (default, PyTorch), flash, flash3, sage, flex (when installed)")
     o.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the DiT blocks (one graph for every CSG window; pays off on long runs)")
+    o.add_argument("--force", action="store_true", help="run even when the run's predicted peak memory exceeds "
+                   "what its device has free (without it such a run is refused before anything loads, naming a "
+                   "setting that fits)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     if batch:
         return

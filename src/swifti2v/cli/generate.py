@@ -96,9 +96,9 @@ def _run_one(args: argparse.Namespace) -> int:
     from swifti2v.api import SwiftI2V
     try:
         if args.command == "generate":
-            result = SwiftI2V(cfg).generate(args.image, args.prompt, stage1_out=stage1_out, **outputs)
+            result = SwiftI2V(cfg, force=args.force).generate(args.image, args.prompt, stage1_out=stage1_out, **outputs)
         else:
-            result = SwiftI2V(cfg, with_stage1=False).refine(args.image, args.motion, args.prompt,
+            result = SwiftI2V(cfg, with_stage1=False, force=args.force).refine(args.image, args.motion, args.prompt,
                                                              frames=args.frames, **outputs)
     finally:
         _end_process_group()

@@ -256,6 +256,7 @@ class JobRunner:
         key = (args.preset, stages == "stage2", *models.values())
         if key not in self.pipes:
             self.pipes[key] = SwiftI2V.from_preset(args.preset, with_stage1=stages != "stage2",
+                                                   force=bool(getattr(args, "force", False)),
                                                    **{k: v for k, v in models.items() if v is not None})
         per_call = {k: getattr(args, k, None) for k in OVERRIDES if k not in MODEL_OVERRIDES}
         self.pipes[key].generate(args.image, args.prompt, out=out, crf=args.crf, keep_frames=False, stages=stages,
