@@ -141,3 +141,40 @@ def test_the_api_refuses_unknown_quant_and_stage_mismatched_files(ggufs):
     with pytest.raises(UserError, match="dim 384, 4 layers, 388 input channels"):
         SwiftI2V(cfg)
     assert json.loads(json.dumps(cfg.to_dict()))["stage2"]["weights"].endswith("stage1-Q4_0.gguf")
+
+
+@pytest.mark.parametrize(("preset", "size", "words"), [
+    ("debug-random", ("32000", "32000", "9"), "predicted to need"),
+    ("tiny", ("8192", "8192", "81"), "has positions for 256 latent rows")])
+def test_a_run_that_cannot_fit_is_refused_at_once_naming_what_fits(capsys, image_file, tmp_path, preset, size, words):
+    """Before anything loads: one line, exit 2, nothing written, well under 10 s (in this process; a fresh
+    `swifti2v` process adds its ~6 s of imports)."""
+    import time
+
+    out = tmp_path / "big.mp4"
+    t0 = time.perf_counter()
+    r = run_cli(capsys, "generate", "--preset", preset, "--image", str(image_file), "--prompt", PROMPT, "--out",
+                str(out), "--height", size[0], "--width", size[1], "--frames", size[2])
+    seconds = time.perf_counter() - t0
+    print(f"{preset} {'x'.join(size)}: refused in {seconds:.1f} s: {r.stderr.strip()}")
+    assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert seconds < 10 and list(tmp_path.iterdir()) == []
+    if preset == "debug-random":
+        assert "is predicted to fit" in r.stderr and "--force" in r.stderr
+
+
+def test_force_runs_what_the_check_refuses_and_every_call_is_checked(image_file, monkeypatch):
+    """With 0.5 GiB free the tiny job (predicted ~0.4 GiB + 2 GiB headroom) is refused by the API, at loading
+    and per call; force=True runs it."""
+    from swifti2v import memory
+
+    monkeypatch.setattr(memory, "free_gib", lambda device: 0.5)
+    cfg = with_overrides(get_preset("tiny"), **SMALL)
+    with pytest.raises(UserError, match="predicted to need .* GiB of RAM .* 0.5 GiB is free"):
+        SwiftI2V(cfg)
+    result = SwiftI2V(cfg, force=True).generate(image_file, PROMPT)
+    assert result.frames.shape == (9, 128, 224, 3)
+    monkeypatch.setattr(memory, "free_gib", lambda device: 8.0)
+    pipe = SwiftI2V(cfg)
+    with pytest.raises(UserError, match="--height .* --width .* is predicted to fit"):
+        pipe.generate(image_file, PROMPT, height=2048, width=2048, frames=81)

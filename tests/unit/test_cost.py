@@ -108,3 +108,32 @@ def test_context_parallel_cost_splits_compute_and_counts_the_all_to_alls():
                                                     {"gpus": 2, "fits": True, "seconds": 6.0},
                                                     {"gpus": 4, "fits": True, "seconds": 5.5}])
     assert "| 16 | stage1: 40 heads" in to_markdown(r)
+
+
+@pytest.mark.parametrize(("quant", "per_weight", "scale_bytes"), [("Q8_0", 34 / 32, 0), ("Q4_K", 144 / 256, 0),
+                                                                  ("int8", 1.0, 4)])
+def test_quantized_block_bytes_equal_a_hand_count(quant, per_weight, scale_bytes):
+    """One Wan block of the 14B I2V DiT (dim D, ffn F), counted by hand: the eight attention projections, the
+    two CLIP-image projections and the two FFN weights quantized; their biases, the q/k norms, the cross-
+    attention norm and the modulation table bf16; int8 adds a per-row fp32 scale."""
+    from swifti2v.footprint import quantized_gib
+
+    D, F = 5120, 13824
+    quantized = 10 * D * D + 2 * D * F
+    rows = 10 * D + F + D  # output rows of those ten D x D projections and the two FFN layers
+    bf16 = 10 * D + F + D + 4 * D + D + 2 * D + 6 * D  # biases, norm_q/k x2, norm_added_k, norm2, modulation
+    hand = quantized * per_weight + rows * scale_bytes + 2 * bf16
+    got = quantized_gib(specs.meta_transformer(specs.WAN21_I2V_14B), quant)
+    assert got["block_gib"] * 2**30 == pytest.approx(hand, rel=1e-9)
+    print(f"{quant}: one 14B block {got['block_gib']:.3f} GiB, the DiT {got['gib']:.2f} GiB")
+
+
+def test_bench_cost_compares_quants_per_memory_mode():
+    r = run_cost(CostConfig(preset="bench-cpu", quants=("none", "fp8", "Q8_0", "Q4_K")))
+    rows = {x["quant"]: x for x in r["quant"]}
+    assert rows["none"]["peak_gib"] == {m: r["memory_modes"][m]["peak"] for m in ("fast", "balanced", "low")}
+    for stage in ("stage1_gib", "stage2_gib"):
+        assert rows["Q4_K"][stage] < rows["Q8_0"][stage] < rows["none"][stage]
+    assert rows["Q4_K"]["peak_gib"]["fast"] < rows["none"]["peak_gib"]["fast"]
+    assert rows["fp8"]["seconds"] < rows["none"]["seconds"] < rows["Q4_K"]["seconds"]
+    assert "| Q4_K |" in to_markdown(r)
