@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from swifti2v import pipeline
-from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, RunConfig
+from swifti2v.config import ATTENTION_BACKENDS, MEMORY_MODES, QUANTS, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.models import specs
 from swifti2v.models.components import (
@@ -40,6 +40,7 @@ from swifti2v.models.components import (
     load_text_encoder,
 )
 from swifti2v.models.placement import get_placement, load_device
+from swifti2v.models.quant import quantize_dit
 from swifti2v.models.speed import attention_error, check_attention
 from swifti2v.models.text import TextEncoder
 from swifti2v.models.vae import WanVAE
@@ -55,11 +56,16 @@ class GpuBenchConfig:
     end_to_end: bool = True
     device: str = "auto"
     compile: bool = False
+    quants: tuple[str, ...] = ("none",)  # --quant: each mode runs with the DiTs quantized in-process each way
 
     def __post_init__(self):
         unknown = [m for m in self.modes if m not in MEMORY_MODES]
         if unknown:
             raise UserError(f"--modes {','.join(unknown)} unknown; use some of {','.join(MEMORY_MODES)}")
+        unknown = [q for q in self.quants if q not in QUANTS]
+        if unknown:
+            raise UserError(f"--quant {','.join(unknown)} unknown; use some of {','.join(QUANTS)} (GGUF files are "
+                            "read from disk: time them with `generate --stage1-weights`)")
 
 
 def _text_stand_in(device: torch.device, dtype: torch.dtype) -> TextEncoder:
@@ -106,29 +112,35 @@ def debug_components(cfg: RunConfig, device: torch.device, dtype: torch.dtype) -
                       stage1=load_stage1(DEBUG_RANDOM, home, dtype))
 
 
-def _run_config(c: GpuBenchConfig, mode: str) -> RunConfig:
+def _run_config(c: GpuBenchConfig, mode: str, quant: str = "none") -> RunConfig:
     base = get_preset("wan-2k" if c.scale == "full" else "debug-random")
     stage1 = replace(base.stage1, loras=())  # random weights: no LoRA to merge
-    return replace(base, stage1=stage1, memory_mode=mode, device=c.device, compile=c.compile)
+    return replace(base, stage1=stage1, memory_mode=mode, device=c.device, compile=c.compile, quant=quant)
 
 
 def _gib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
 
 
-def run_mode(c: GpuBenchConfig, mode: str, image: Path, work: Path) -> dict:
-    cfg = _run_config(c, mode)
-    s = pipeline.setup(cfg)
+def run_mode(c: GpuBenchConfig, mode: str, image: Path, work: Path, quant: str = "none") -> dict:
+    """One memory mode x quant through `pipeline.generate` (forced: a mode predicted not to fit is measured
+    until it runs out of memory, as a user with --force would see it)."""
+    cfg = _run_config(c, mode, quant)
+    s = pipeline.setup(cfg, force=True)
     t0 = time.perf_counter()
     build = full_size_components if c.scale == "full" else debug_components
     comps = build(cfg, s.device, s.dtype)
+    if quant != "none":
+        for dit in s.placer.dits(comps):
+            quantize_dit(dit, quant)
     pipeline.prepare_components(s, comps)
     built = time.perf_counter() - t0
-    info = pipeline.generate(cfg, image, "the camera pans left over a harbour", work / f"{mode}.mp4",
-                             components=comps).info
+    info = pipeline.generate(cfg, image, "the camera pans left over a harbour", work / f"{mode}-{quant}.mp4",
+                             components=comps, force=True).info
     seconds = {k: v for k, v in info["seconds"].items() if k != "load"}
-    return {"mode": mode, "build_s": round(built, 1), "seconds": seconds, "total_s": round(sum(seconds.values()), 2),
-            "stage_peak_gib": info["stage_peak_gib"], "memory": info["memory"], "comps": comps}
+    return {"mode": mode, "quant": quant, "build_s": round(built, 1), "seconds": seconds,
+            "total_s": round(sum(seconds.values()), 2), "stage_peak_gib": info["stage_peak_gib"],
+            "memory": info["memory"], "dit_weights": info["dit_weights"], "comps": comps}
 
 
 def end_to_end_stage2(c: GpuBenchConfig, comps: Components, device: torch.device) -> dict:
@@ -192,10 +204,11 @@ def run_gpu_bench(c: GpuBenchConfig, progress: Callable[[str, int, int], None]) 
         work = Path(tmp)
         image = work / "input.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (1408, 2560, 3), dtype=np.uint8)).save(image)
-        for i, mode in enumerate(c.modes):
-            row = run_mode(c, mode, image, work)
+        runs = [(mode, quant) for mode in c.modes for quant in c.quants]
+        for i, (mode, quant) in enumerate(runs):
+            row = run_mode(c, mode, image, work, quant)
             comps = row.pop("comps")
-            if c.end_to_end and mode == "fast":
+            if c.end_to_end and mode == "fast" and e2e is None:
                 comps.stage1 = None  # the 14B leaves; Stage II gets the GPU to itself
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -205,7 +218,7 @@ def run_gpu_bench(c: GpuBenchConfig, progress: Callable[[str, int, int], None]) 
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             results.append(row)
-            progress("memory modes", i + 1, len(c.modes))
+            progress("memory modes", i + 1, len(runs))
     return {"config": asdict(c), "environment": environment(device), "modes": results, "stage2_end_to_end": e2e,
             "attention_vs_sdpa": attention_backends(device) if device.type == "cuda" else {}}
 
@@ -215,13 +228,13 @@ def to_markdown(r: dict) -> str:
     lines = [f"GPU benchmark: {env.get('gpu', env['device'])}, driver {env.get('driver', '-')}, CUDA "
              f"{env.get('cuda', '-')}, torch {env['torch']}, diffusers {env['diffusers']}; "
              f"scale {r['config']['scale']}.",
-             "", "| memory mode | Stage I s | reference s | Stage II s | decode s | mp4 write s | total s | peak GiB "
-             "(stage I / reference / stage II) |", "|---|---|---|---|---|---|---|---|"]
+             "", "| memory mode | quant | Stage I s | reference s | Stage II s | decode s | mp4 write s | total s | "
+             "peak GiB (stage I / reference / stage II) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in r["modes"]:
         s, p = row["seconds"], row["stage_peak_gib"]
         peaks = " / ".join(f"{p.get(k, float('nan')):.1f}" for k in ("stage1", "reference", "stage2"))
-        lines.append(f"| {row['mode']} | {s.get('stage1', 0):.1f} | {s.get('reference', 0):.1f} | "
-                     f"{s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | {s.get('write', 0):.1f} | "
+        lines.append(f"| {row['mode']} | {row.get('quant', 'none')} | {s.get('stage1', 0):.1f} | "
+                     f"{s.get('reference', 0):.1f} | {s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | {s.get('write', 0):.1f} | "
                      f"**{row['total_s']:.1f}** | {peaks} |")
     if r["stage2_end_to_end"]:
         e = r["stage2_end_to_end"]

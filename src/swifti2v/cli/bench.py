@@ -92,6 +92,9 @@ def _gpu_parser(bsub: argparse._SubParsersAction) -> None:
     g.add_argument("--modes", default=",".join(MEMORY_MODES), help="memory modes to run (default all)")
     g.add_argument("--scale", choices=("full", "debug"), default="full",
                    help="full: Wan 14B + 5B at 2K (needs CUDA); debug: debug-random sizes, any device")
+    g.add_argument("--quant", default="none", metavar="Q[,Q...]",
+                   help="run each memory mode with the DiTs stored each way: none,int8,fp8 (torchao, in-process; "
+                   "fp8 needs an fp8 GPU); default none")
     g.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end Stage II run")
     g.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
     g.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
@@ -153,7 +156,7 @@ def _gpu(args: argparse.Namespace) -> int:
     from swifti2v.bench.gpu import GpuBenchConfig, run_gpu_bench, to_markdown
 
     cfg = GpuBenchConfig(scale=args.scale, modes=tuple(args.modes.split(",")), end_to_end=not args.no_end_to_end,
-                         device=args.device, compile=args.compile)
+                         device=args.device, compile=args.compile, quants=tuple(args.quant.split(",")))
     result = run_gpu_bench(cfg, progress(args))
     out = write_result(args.out, result, to_markdown(result))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
