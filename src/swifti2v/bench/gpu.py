@@ -234,8 +234,8 @@ def to_markdown(r: dict) -> str:
         s, p = row["seconds"], row["stage_peak_gib"]
         peaks = " / ".join(f"{p.get(k, float('nan')):.1f}" for k in ("stage1", "reference", "stage2"))
         lines.append(f"| {row['mode']} | {row.get('quant', 'none')} | {s.get('stage1', 0):.1f} | "
-                     f"{s.get('reference', 0):.1f} | {s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | {s.get('write', 0):.1f} | "
-                     f"**{row['total_s']:.1f}** | {peaks} |")
+                     f"{s.get('reference', 0):.1f} | {s.get('stage2', 0):.1f} | {s.get('decode', 0):.1f} | "
+                     f"{s.get('write', 0):.1f} | **{row['total_s']:.1f}** | {peaks} |")
     if r["stage2_end_to_end"]:
         e = r["stage2_end_to_end"]
         lines += ["", f"End-to-end Stage II (one window): {e}"]
