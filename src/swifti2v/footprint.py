@@ -10,6 +10,7 @@ reports the same numbers with FLOPs and predicted seconds beside them.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 
 import torch
@@ -17,7 +18,7 @@ import torch
 from swifti2v.config import QUANTS, RunConfig, stage1_size, validate
 from swifti2v.errors import UserError
 from swifti2v.models import specs
-from swifti2v.models.components import IN_CODE
+from swifti2v.models.components import IN_CODE, concat_checkpoint_dir
 from swifti2v.models.counting import DiTCall, measured_flops, trace_peak, tracing
 from swifti2v.models.modulation import frame_modulated_forward
 from swifti2v.models.placement import PLACEMENTS
@@ -57,7 +58,7 @@ def _vae_config(source: str, stage: str) -> dict | None:
 
 def model_configs(cfg: RunConfig) -> dict:
     s1, s2 = cfg.stage1, cfg.stage2
-    stage2 = (specs.transformer_config(s2.checkpoint, subfolder="") if s2.checkpoint
+    stage2 = (specs.transformer_config(str(concat_checkpoint_dir(s2.checkpoint)), subfolder="") if s2.checkpoint
               else _dit_config(s2.model, "stage2"))
     vae2 = _vae_config(s2.model, "stage2")
     z2 = (vae2 or {}).get("z_dim") or stage2.get("out_channels") or stage2["in_channels"]
@@ -65,7 +66,20 @@ def model_configs(cfg: RunConfig) -> dict:
         stage2 = {**stage2, "in_channels": 2 * z2}  # widened refiner
     return {"stage1": _dit_config(s1.model, "stage1"), "stage2": stage2,
             "vae1": _vae_config(s1.model, "stage1"), "vae2": vae2,
-            "full_size_text": s1.model not in IN_CODE and not s1.model.startswith("bundled:")}
+            **_encoder_configs(s1.model)}
+
+
+def _encoder_configs(source: str) -> dict:
+    """The text encoder's and CLIP's configs: a folder's (or the Hub cache's) own, else umt5-xxl's and ViT-H/14's
+    (a Wan Hub id not downloaded yet); none for the models built in code or bundled (~no weights)."""
+    if source in IN_CODE or source.startswith("bundled:"):
+        return {"text": None, "clip": None}
+    out = {}
+    for key, file, default in (("text", "text_encoder/config.json", specs.UMT5_XXL),
+                               ("clip", "image_encoder/config.json", specs.CLIP_VIT_H14)):
+        path = specs.local_config(resolve(source), file)
+        out[key] = json.loads(path.read_text()) if path is not None else default
+    return out
 
 
 def _inputs(model, call: DiTCall):
@@ -225,16 +239,15 @@ def weights(models: dict, storage: dict[str, str] | None = None) -> dict[str, di
     for name in ("vae1", "vae2"):
         cfg = models[name]
         out[name] = {"bf16": specs.param_bytes(specs.meta_vae(cfg, BF16)) / GIB if cfg is not None else 0.0}
-    if models["full_size_text"]:
+    out["text"], out["clip"] = {"bf16": 0.0}, {"fp32": 0.0}
+    if models["text"] is not None:
         from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
         with torch.device("meta"):
-            text = UMT5EncoderModel(UMT5Config(**specs.UMT5_XXL))
-            clip = CLIPVisionModel(CLIPVisionConfig(**specs.CLIP_VIT_H14))
+            text = UMT5EncoderModel(UMT5Config.from_dict(models["text"]))
+            clip = CLIPVisionModel(CLIPVisionConfig.from_dict(models["clip"]))
         out["text"] = {"bf16": specs.param_count(text) * 2 / GIB, "params_b": specs.param_count(text) / 1e9}
         out["clip"] = {"fp32": specs.param_count(clip) * 4 / GIB if models["stage1"].get("image_dim") else 0.0}
-    else:
-        out["text"], out["clip"] = {"bf16": 0.0}, {"fp32": 0.0}
     return out
 
 

@@ -202,7 +202,7 @@ def check_gguf_files(cfg: RunConfig) -> None:
             check_gguf_fits(read_gguf(path, "--stage1-weights"), config, slot, "--stage1-weights")
     if s2.weights:
         if s2.checkpoint is not None:
-            config = _folder_config(str(_concat_checkpoint_dir(s2.checkpoint)), "", "Stage II checkpoint")
+            config = _folder_config(str(concat_checkpoint_dir(s2.checkpoint)), "", "Stage II checkpoint")
         elif s2.model in IN_CODE:
             build = _debug().tiny_stage2_transformer if s2.model == DEBUG_RANDOM else _debug().bench_stage2_transformer
             config = _config_of(build())
@@ -260,7 +260,7 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype,
     return Stage1Components(pipe=pipe, vae=WanVAE(pipe.vae), prediction=prediction)
 
 
-def _concat_checkpoint_dir(path: str) -> Path:
+def concat_checkpoint_dir(path: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise UserError(f"--stage2 {path} not found; pass the folder written by training (it holds config.json)")
@@ -303,7 +303,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
             transformer = _dit(source, "transformer", "Stage II transformer", dtype, weights, flag)
             prediction = read_prediction(Path(source) / "transformer")
     if checkpoint is not None:
-        folder = _concat_checkpoint_dir(checkpoint)
+        folder = concat_checkpoint_dir(checkpoint)
         transformer = _dit(str(folder), "", "Stage II checkpoint", dtype, weights, flag)
         prediction = read_prediction(folder)
     z = vae.config.z_dim

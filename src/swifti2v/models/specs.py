@@ -42,25 +42,40 @@ FULL_SIZE = {
 }
 
 
+def local_config(source: str, file: str) -> Path | None:
+    """`source`/`file` in a local folder, or in the Hub cache for a Hub id (no download)."""
+    path = Path(source) / file
+    if path.is_file():
+        return path
+    if "/" in source and not Path(source).exists():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, file)
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
+
+
 def transformer_config(source: str, subfolder: str = "transformer") -> dict:
-    """A DiT's config from a known Hub id, or from a local diffusers folder's config.json."""
-    if source in FULL_SIZE:
-        return dict(FULL_SIZE[source][0])
-    path = Path(source) / subfolder / "config.json"
-    if not path.is_file():
+    """A DiT's config from a local diffusers folder or the Hub cache, else a known Hub id's."""
+    path = local_config(source, f"{subfolder}/config.json" if subfolder else "config.json")
+    if path is None:
+        if source in FULL_SIZE:
+            return dict(FULL_SIZE[source][0])
         raise UserError(f"no transformer config for {source!r}: not a known Hub id ({', '.join(FULL_SIZE)}) "
-                        f"and {path} does not exist")
+                        f"and {Path(source) / subfolder / 'config.json'} does not exist")
     cfg = json.loads(path.read_text())
     keys = WanTransformer3DModel.extract_init_dict(cfg)[0].keys()
     return {k: v for k, v in cfg.items() if k in keys}
 
 
 def vae_config(source: str) -> dict:
-    if source in FULL_SIZE:
-        return dict(FULL_SIZE[source][1])
-    path = Path(source) / "vae" / "config.json"
-    if not path.is_file():
-        raise UserError(f"no VAE config for {source!r}: not a known Hub id and {path} does not exist")
+    path = local_config(source, "vae/config.json")
+    if path is None:
+        if source in FULL_SIZE:
+            return dict(FULL_SIZE[source][1])
+        raise UserError(f"no VAE config for {source!r}: not a known Hub id and {Path(source) / 'vae'} has no "
+                        "config.json")
     return json.loads(path.read_text())
 
 
