@@ -150,8 +150,10 @@ def quiet_libraries() -> None:
     import logging
 
     # torchao, when installed, is imported by diffusers: its notices about kernels built for other GPUs and
-    # diffusers' about torchao classes it no longer finds are not the user's concern either
-    for name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
+    # diffusers' about torchao classes it no longer finds are not the user's concern either, nor diffusers'
+    # note that a GGUF file's time embedder is de-quantized to fp32 (as Wan keeps it)
+    for name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer",
+                 "diffusers.quantizers.gguf.gguf_quantizer"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers  # its import-time notices (e.g. about torchvision) are not the user's concern
 
