@@ -154,6 +154,7 @@ class Stage1Config:
     loras: tuple[LoraFile, ...] = ()
     weights: tuple[DitWeights, ...] = ()  # GGUF files in place of the folder's DiT weights
     downscale: int = 4
+    window: int = 81  # frames the model makes at once (Wan: 81); a longer clip runs in continued windows
     geometry: LatentGeometry = LatentGeometry(vae_spatial=8)
 
 
@@ -226,6 +227,9 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise UserError(f"{name} {x} is not a positive multiple of {mult}; use {lo} or {lo + mult}")
     if v.fps <= 0:
         raise UserError(f"--fps {v.fps} must be positive; use e.g. 16")
+    if cfg.stage1.window < 5 or (cfg.stage1.window - 1) % 4:
+        raise UserError(f"Stage I window {cfg.stage1.window} is not 4k+1 with k>=1; use "
+                        f"{nearest_4k1(max(cfg.stage1.window, 5))}")
     if s2.segment_blocks < 1:
         raise UserError(f"--segment-blocks {s2.segment_blocks} must be at least 1")
     if s2.neighbor_blocks < 0:

@@ -32,8 +32,8 @@ from swifti2v.models.placement import Placer, get_placement, load_device
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import Shard, WanVAE, decode_tile_major, frame_windows
 from swifti2v.outputs import FrameSink, Output, check_paths, write_video
-from swifti2v.plan import describe_plan, stage2_plan
-from swifti2v.reference import decoded_windows, hybrid_reference
+from swifti2v.plan import describe_plan, stage2_plan, window_frames
+from swifti2v.reference import clip_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
 from swifti2v.sampling import Segment
 from swifti2v.stage1 import generate_motion
@@ -89,7 +89,8 @@ def setup(cfg: RunConfig, force: bool = False) -> Setup:
         raise UserError("--parallel runs in --memory-mode fast or balanced (each process holds 1/K of the "
                         "activations, so the low mode's savings are not needed); pass one of them")
     dtype = resolve_dtype(cfg.dtype, device)
-    check_fits(cfg, device, dtype, force)
+    if cfg.parallel == "none":  # a split run holds 1/K of the activations per process: not what is predicted
+        check_fits(cfg, device, dtype, force)
     return Setup(cfg, device, dtype, memory)
 
 
@@ -348,18 +349,32 @@ def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | P
 
 
 def motion(run: Run, picture: Image.Image, text: torch.Tensor) -> torch.Tensor:
-    """The first half: Stage I makes the whole clip at low resolution from the downsampled input image; the
-    hybrid reference (decode, upsample, frame 0 := the full-resolution image, encode) turns it into z_ref."""
-    c, s1 = run.comps, run.cfg.stage1
-    low = media.fit(picture, *stage1_size(run.cfg.video, s1))
-    z_low = run.step("stage1", lambda: generate_motion(c.stage1, low, text, s1, run.cfg.video, run.cfg.seed,
-                                                       run.device, lambda i, n: run.report("stage1 steps", i, n)),
-                     models="stage1", saved="stage1")
-    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(decoded_windows(c.stage1.vae, z_low)),
+    """The first half: Stage I makes the clip at low resolution from the downsampled input image, in windows of
+    its native length (each next one from the previous one's last frame, every finished one saved); the hybrid
+    reference (decode, upsample, frame 0 := the full-resolution image, encode) turns it into z_ref."""
+    c, s1, v = run.comps, run.cfg.stage1, run.cfg.video
+    image = media.fit(picture, *stage1_size(v, s1))
+    sizes = window_frames(v.frames, s1.window)
+    z_low: list[torch.Tensor] = []
+    for k, frames in enumerate(sizes):
+        if k:  # the previous window's last frame, colours matched along the clip so far
+            with run.placer.stage(c, "stage1"):
+                image = last_frame(c.stage1.vae, z_low)
+        z_low.append(run.step("stage1", lambda k=k, frames=frames, image=image: generate_motion(
+            c.stage1, image, text, s1, v, run.cfg.seed, run.device,
+            lambda i, n: run.report("stage1 steps", k * s1.schedule.steps + i, len(sizes) * s1.schedule.steps),
+            frames=frames, window=k), models="stage1", saved="stage1" if k == 0 else f"stage1-window{k}"))
+    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(clip_windows(c.stage1.vae, z_low)),
                                                            run.image_at_output_size(picture), c.stage2.vae),
                      models="reference", saved="z_ref")
-    run.keep_low_again(lambda: decoded_windows(c.stage1.vae, z_low), models="reference")
+    run.keep_low_again(lambda: clip_windows(c.stage1.vae, z_low), models="reference")
     return z_ref
+
+
+def last_frame(vae, z_low: list[torch.Tensor]) -> Image.Image:
+    """The low-res clip's last frame so far (every window decoded again: a few low-res blocks each)."""
+    *_, last = clip_windows(vae, z_low)
+    return Image.fromarray(media.to_uint8(last[:, :, -1:])[0])
 
 
 def detail(run: Run, z_ref: torch.Tensor, text: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""The segment plan and token counts of a run, from its config alone (no weights)."""
+"""The plan of a run from its config alone (no weights): Stage I's windows, Stage II's segments, token counts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ from dataclasses import replace
 
 from swifti2v.config import RunConfig, Stage2Config, stage1_size
 from swifti2v.sampling.csg import Segment, plan_segments, whole_clip_plan
+
+
+def window_frames(frames: int, window: int) -> list[int]:
+    """Stage I's windows for a clip of `frames` (both 4k+1): the first makes up to `window` frames; each next
+    one starts from the previous one's last frame (its I2V image) and adds up to window - 1 new ones."""
+    sizes = [min(frames, window)]
+    while (made := sum(sizes) - len(sizes) + 1) < frames:
+        sizes.append(min(frames - made, window - 1) + 1)
+    return sizes
 
 
 def stage2_plan(cfg: Stage2Config, num_blocks: int) -> tuple[Segment, ...]:
@@ -32,6 +41,7 @@ def describe_plan(cfg: RunConfig) -> dict:
         "tokens_per_block": per_block,
         "largest_window_tokens": max(len(seg.positions) for seg in plan) * per_block,
         "whole_clip_tokens": v.num_blocks * per_block,
-        "stage1": {"height": low_h, "width": low_w,
-                   "tokens": v.num_blocks * cfg.stage1.geometry.tokens_per_block(low_h, low_w)},
+        "stage1": {"height": low_h, "width": low_w, "windows": window_frames(v.frames, cfg.stage1.window),
+                   "tokens": ((min(v.frames, cfg.stage1.window) - 1) // 4 + 1)  # its largest window's
+                   * cfg.stage1.geometry.tokens_per_block(low_h, low_w)},
     }

@@ -47,7 +47,7 @@ def _debug_random() -> RunConfig:
     return RunConfig(
         preset="debug-random",
         video=VideoConfig(height=128, width=256, frames=25, fps=8),
-        stage1=Stage1Config(model="debug-random", schedule=LIGHTX2V_4STEP),
+        stage1=Stage1Config(model="debug-random", schedule=LIGHTX2V_4STEP, window=33),
         stage2=Stage2Config(mode="concat", model="debug-random",
                             schedule=ScheduleConfig(steps=4, shift=3.0, sampler="euler")),
     )
@@ -72,7 +72,7 @@ def _tiny() -> RunConfig:
         preset="tiny",
         video=VideoConfig(height=288, width=512, frames=33, fps=16),
         stage1=Stage1Config(model=BUNDLED + "tiny/stage1", schedule=ScheduleConfig(steps=4, shift=3.0, sampler="euler"),
-                            downscale=4, geometry=TINY_GEOMETRY),
+                            downscale=4, geometry=TINY_GEOMETRY, window=33),
         stage2=Stage2Config(mode="concat", model=BUNDLED + "tiny/stage2",
                             schedule=ScheduleConfig(steps=1, shift=3.0, sampler="euler"), geometry=TINY_GEOMETRY),
     )

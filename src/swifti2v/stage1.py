@@ -45,12 +45,17 @@ def generate_motion(
     seed: int,
     device: torch.device,
     on_step: Callable[[int, int], None] | None = None,
+    frames: int | None = None,
+    window: int = 0,
 ) -> torch.Tensor:
-    """image: the input already fit to the Stage I size. Returns normalised latents (1, z, F, h, w), fp32."""
-    velocity = stage1_velocity(c, image, text, video.frames, device)
-    shape = (1, c.vae.z_dim, video.num_blocks, image.height // c.vae.spatial, image.width // c.vae.spatial)
-    noise = clip_noise(seed, "stage1", shape).to(device)
+    """One Stage I window of `frames` (default: the clip's) from `image`, the window's first frame already fit
+    to the Stage I size; window k > 0 draws its own noise. Returns normalised latents (1, z, F, h, w), fp32."""
+    frames = frames or video.frames
+    velocity = stage1_velocity(c, image, text, frames, device)
+    shape = (1, c.vae.z_dim, (frames - 1) // 4 + 1, image.height // c.vae.spatial, image.width // c.vae.spatial)
+    key = "stage1" if window == 0 else f"stage1-window{window}"
+    noise = clip_noise(seed, key, shape).to(device)
     sch = cfg.schedule
     sigmas = flow_sigmas(sch.steps, sch.shift, sch.start_sigma)
     return sample(lambda x, s: velocity(x, s), noise, sigmas, STEPS[sch.sampler],
-                  step_noises(seed, "stage1", shape, sch.steps, sch.sampler, device), on_step)
+                  step_noises(seed, key, shape, sch.steps, sch.sampler, device), on_step)

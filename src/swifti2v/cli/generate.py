@@ -69,6 +69,9 @@ def _print_plan(info: dict) -> None:
     v = info["video"]
     print(f"{info['preset']}: {v['width']}x{v['height']}x{v['frames']}, {info['blocks']} latent blocks, "
           f"{info['num_segments']} segments, {info['tokens_per_block']} tokens/block")
+    s1 = info["stage1"]
+    print(f"Stage I at {s1['width']}x{s1['height']}: {len(s1['windows'])} window(s) of {s1['windows']} frames "
+          "(each next one from the last frame)")
     print(f"largest window {info['largest_window_tokens']} tokens; whole clip {info['whole_clip_tokens']} tokens")
     for seg in info["segments"]:
         print(f"  segment {seg['index']}: blocks {seg['blocks']} neighbors {seg['neighbors']} "

@@ -163,11 +163,17 @@ def _folder_config(source: str, subfolder: str, what: str) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
-def _dit(source: str, subfolder: str, what: str, dtype: torch.dtype, gguf: str | None, flag: str):
-    """A DiT from the folder's weights, or from a GGUF file with the folder's config (kept quantized)."""
-    if gguf is None:
+S1_FLAG, S2_FLAG = "--stage1-weights", "--stage2-weights"
+SLOT_NAMES = {"transformer": "Stage I transformer slot", "transformer_2": "Stage I low-noise expert slot",
+              "stage2": "Stage II transformer slot"}
+
+
+def _dit(source: str, subfolder: str, what: str, dtype: torch.dtype, slot: tuple[str, dict] | None,
+         name: str, flag: str):
+    """A DiT from the folder's weights, or from a GGUF file `slot` = (path, the config of its slot's DiT)."""
+    if slot is None:
         return _load(WanTransformer3DModel, source, what, subfolder=subfolder, torch_dtype=dtype)
-    return load_gguf_dit(gguf, _folder_config(source, subfolder, what), f"{what} slot", flag, dtype)
+    return load_gguf_dit(slot[0], slot[1], SLOT_NAMES[name], flag, dtype)
 
 
 def stage1_gguf(weights: tuple[DitWeights, ...], pair: bool) -> dict[str, str]:
@@ -184,32 +190,39 @@ def stage1_gguf(weights: tuple[DitWeights, ...], pair: bool) -> dict[str, str]:
     return {EXPERTS[w.target]: w.path for w in weights}
 
 
+def _stage1_slots(source: str, weights: tuple[DitWeights, ...]) -> dict[str, tuple[str, dict]]:
+    """--stage1-weights -> {"transformer" / "transformer_2": (GGUF path, the config of that DiT)}."""
+    if not weights:
+        return {}
+    if source in IN_CODE:
+        config = _config_of(_debug().tiny_stage1_transformer())
+        return {sub: (path, config) for sub, path in stage1_gguf(weights, pair=False).items()}
+    source = resolve(source)
+    pair = _model_index(source).get("transformer_2", [None, None])[0] is not None
+    return {sub: (path, _folder_config(source, sub, "Stage I transformer"))
+            for sub, path in stage1_gguf(weights, pair).items()}
+
+
+def _stage2_slot(source: str, checkpoint: str | None, weights: str | None) -> tuple[str, dict] | None:
+    """--stage2-weights -> (GGUF path, the config of the DiT it replaces: the checkpoint's, else the model's)."""
+    if weights is None:
+        return None
+    if checkpoint is not None:
+        return weights, _folder_config(str(concat_checkpoint_dir(checkpoint)), "", "Stage II checkpoint")
+    if source in IN_CODE:
+        build = _debug().tiny_stage2_transformer if source == DEBUG_RANDOM else _debug().bench_stage2_transformer
+        return weights, _config_of(build())
+    return weights, _folder_config(resolve(source), "transformer", "Stage II transformer")
+
+
 def check_gguf_files(cfg: RunConfig) -> None:
     """Every --stage1-weights / --stage2-weights file read and checked against its slot's model (names and
     shapes) before any model loads: a wrong file fails in a second, not after the text encoder has loaded."""
-    s1, s2 = cfg.stage1, cfg.stage2
-    if s1.weights:
-        if s1.model in IN_CODE:
-            slots = {"transformer": (stage1_gguf(s1.weights, pair=False)["transformer"],
-                                     _config_of(_debug().tiny_stage1_transformer()))}
-        else:
-            source = resolve(s1.model)
-            pair = _model_index(source).get("transformer_2", [None, None])[0] is not None
-            slots = {sub: (path, _folder_config(source, sub, "Stage I transformer"))
-                     for sub, path in stage1_gguf(s1.weights, pair).items()}
-        for sub, (path, config) in slots.items():
-            slot = "Stage I transformer slot" if sub == "transformer" else "Stage I low-noise expert slot"
-            check_gguf_fits(read_gguf(path, "--stage1-weights"), config, slot, "--stage1-weights")
-    if s2.weights:
-        if s2.checkpoint is not None:
-            config = _folder_config(str(concat_checkpoint_dir(s2.checkpoint)), "", "Stage II checkpoint")
-        elif s2.model in IN_CODE:
-            build = _debug().tiny_stage2_transformer if s2.model == DEBUG_RANDOM else _debug().bench_stage2_transformer
-            config = _config_of(build())
-        else:
-            config = _folder_config(resolve(s2.model), "transformer", "Stage II transformer")
-        check_gguf_fits(read_gguf(s2.weights, "--stage2-weights"), config, "Stage II transformer slot",
-                        "--stage2-weights")
+    s2 = cfg.stage2
+    slots = {**{sub: (S1_FLAG, *slot) for sub, slot in _stage1_slots(cfg.stage1.model, cfg.stage1.weights).items()},
+             **({"stage2": (S2_FLAG, *slot)} if (slot := _stage2_slot(s2.model, s2.checkpoint, s2.weights)) else {})}
+    for name, (flag, path, config) in slots.items():
+        check_gguf_fits(read_gguf(path, flag), config, SLOT_NAMES[name], flag)
 
 
 def load_stage1(source: str, device: torch.device, dtype: torch.dtype,
@@ -217,28 +230,26 @@ def load_stage1(source: str, device: torch.device, dtype: torch.dtype,
     """Wan2.1 I2V (one DiT + CLIP) or Wan2.2 I2V A14B (two experts, `boundary_ratio` in model_index.json);
     `weights`: GGUF files in place of the DiT weights (--stage1-weights)."""
     prediction = "velocity"
-    flag = "--stage1-weights"
+    slots = _stage1_slots(source, weights)
     if source in IN_CODE:
-        gguf = stage1_gguf(weights, pair=False).get("transformer")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 1)
             transformer = _as_loaded(_debug().tiny_stage1_transformer(), dtype)
-            if gguf is not None:
-                transformer = load_gguf_dit(gguf, _config_of(transformer), "Stage I slot", flag, dtype)
+            if "transformer" in slots:
+                transformer = _dit(source, "", "", dtype, slots["transformer"], "transformer", S1_FLAG)
             image_encoder, image_processor = _debug().tiny_image_encoder()
             vae = _debug().tiny_vae_21()
         transformer_2, boundary = None, None
     else:
         source = resolve(source)
         index = _model_index(source)
-        pair = index.get("transformer_2", [None, None])[0] is not None
-        gguf = stage1_gguf(weights, pair)
-        transformer = _dit(source, "transformer", "Stage I transformer", dtype, gguf.get("transformer"), flag)
+        transformer = _dit(source, "transformer", "Stage I transformer", dtype, slots.get("transformer"),
+                           "transformer", S1_FLAG)
         prediction = read_prediction(Path(source) / "transformer")
         transformer_2 = None
-        if pair:
+        if index.get("transformer_2", [None, None])[0] is not None:
             transformer_2 = _dit(source, "transformer_2", "Stage I low-noise expert", dtype,
-                                 gguf.get("transformer_2"), flag)
+                                 slots.get("transformer_2"), "transformer_2", S1_FLAG)
         boundary = index.get("boundary_ratio")
         image_encoder = image_processor = None
         if transformer.config.image_dim is not None:  # Wan2.1 I2V needs a real CLIP encoder
@@ -284,7 +295,7 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
     widen: give a stock DiT the concat input channels (zero-initialised), the start of training.
     """
     prediction = "velocity"
-    flag = "--stage2-weights"
+    slot = _stage2_slot(source, checkpoint, weights)
     if source in IN_CODE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(DEBUG_SEED + 2)
@@ -293,18 +304,18 @@ def load_stage2(source: str, checkpoint: str | None, concat: bool, device: torch
             else:
                 vae, transformer = PixelCodec(**_debug().BENCH_CODEC), _debug().bench_stage2_transformer()
             transformer = _as_loaded(transformer, dtype)
-        if weights is not None and checkpoint is None:
-            transformer = load_gguf_dit(weights, _config_of(transformer), "Stage II slot", flag, dtype)
+        if slot is not None and checkpoint is None:
+            transformer = _dit(source, "", "", dtype, slot, "stage2", S2_FLAG)
     else:
         source = resolve(source)
         vae = _load_vae(source, "Stage II VAE")
         transformer = None
         if checkpoint is None:
-            transformer = _dit(source, "transformer", "Stage II transformer", dtype, weights, flag)
+            transformer = _dit(source, "transformer", "Stage II transformer", dtype, slot, "stage2", S2_FLAG)
             prediction = read_prediction(Path(source) / "transformer")
     if checkpoint is not None:
         folder = concat_checkpoint_dir(checkpoint)
-        transformer = _dit(str(folder), "", "Stage II checkpoint", dtype, weights, flag)
+        transformer = _dit(str(folder), "", "Stage II checkpoint", dtype, slot, "stage2", S2_FLAG)
         prediction = read_prediction(folder)
     z = vae.config.z_dim
     in_ch = transformer.config.in_channels
