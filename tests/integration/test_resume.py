@@ -61,8 +61,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, image_file, 
     work = default_path(out)
     assert not out.exists() and not out.with_suffix(".json").exists(), "nothing under the final names"
     assert sorted(p.name for p in work.iterdir()) == ["manifest.json", "segment-0000.safetensors",
-                                                      "segment-0001.safetensors", "stage1.safetensors",
-                                                      "text.safetensors", "z_ref.safetensors"]
+                                                      "segment-0001.safetensors", "stage1-window1.safetensors",
+                                                      "stage1.safetensors", "text.safetensors",
+                                                      "z_ref.safetensors"]  # 41 frames: Stage I windows 33 + 9
     seen = []
     comps = pipeline.load_components(pipeline.setup(CFG), with_stage1=True)
     comps.stage1.transformer.register_forward_pre_hook(lambda *a: seen.append("stage1"))

@@ -55,6 +55,12 @@ def test_paper_setting_for_2k_preset():
     assert info["tokens_per_block"] == 3520
     assert info["largest_window_tokens"] == 17600
     assert info["whole_clip_tokens"] == 73920
-    assert info["stage1"] == {"height": 352, "width": 640, "tokens": 18480}
+    assert info["stage1"] == {"height": 352, "width": 640, "tokens": 18480, "windows": [81]}
     no_csg = describe_plan(with_overrides(get_preset("wan-2k-refine"), no_csg=True))
     assert no_csg["num_segments"] == 1 and no_csg["largest_window_tokens"] == 73920
+
+
+def test_a_long_wan_plan_lists_stage1_windows_without_weights():
+    info = describe_plan(with_overrides(get_preset("wan-2k-refine"), frames=321))
+    assert info["stage1"]["windows"] == [81, 81, 81, 81] and info["stage1"]["tokens"] == 18480
+    assert info["blocks"] == 81 and info["largest_window_tokens"] == 17600  # Stage II's windows do not grow
