@@ -188,7 +188,7 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     memory_mode: str = "auto"  # auto | fast | balanced | low (models/placement.py; auto: memory.py)
-    quant: str = "none"  # none | int8 | fp8: the DiTs not loaded from GGUF, quantized by torchao
+    quant: str = "none"  # none | int8 | fp8 (torchao, the DiTs not from GGUF) | auto (memory.py chooses)
     attention: str = "sdpa"  # sdpa | flash | flash3 | sage | flex (models/speed.py)
     compile: bool = False  # torch.compile the DiT blocks
     parallel: str = "none"  # none | ulysses | ring: every DiT call split over the torchrun processes
@@ -238,8 +238,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
     if cfg.memory_mode not in ("auto", *MEMORY_MODES):
         raise UserError(f"--memory-mode {cfg.memory_mode!r} is unknown; use auto or one of {', '.join(MEMORY_MODES)}")
-    if cfg.quant not in QUANTS:
-        raise UserError(f"--quant {cfg.quant!r} is unknown; use one of {', '.join(QUANTS)}")
+    if cfg.quant not in (*QUANTS, "auto"):
+        raise UserError(f"--quant {cfg.quant!r} is unknown; use auto or one of {', '.join(QUANTS)}")
     if cfg.parallel not in ("none", *PARALLEL_KINDS):
         raise UserError(f"--parallel {cfg.parallel!r} is unknown; use one of {', '.join(PARALLEL_KINDS)}")
     if cfg.attention not in ATTENTION_BACKENDS:

@@ -17,6 +17,7 @@ import torch
 from swifti2v.config import MEMORY_MODES, RunConfig
 from swifti2v.errors import UserError
 from swifti2v.footprint import GIB, predicted_peaks
+from swifti2v.models.quant import FP8_CAPABILITY
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
@@ -28,34 +29,60 @@ HEADROOM_GIB = 2.0  # CUDA context, allocator fragmentation and what the predict
 class MemoryChoice:
     mode: str
     free_gib: float | None  # free accelerator memory when the run started (None: CPU)
-    predicted_gib: dict[str, float]  # predicted peak per mode
+    predicted_gib: dict[str, float]  # predicted peak per mode (per "mode/quant" with --quant auto)
+    quant: str | None = None  # what --quant auto chose (None: the user chose)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "free_gib": self.free_gib, "headroom_gib": HEADROOM_GIB,
+        return {"mode": self.mode, "quant": self.quant, "free_gib": self.free_gib, "headroom_gib": HEADROOM_GIB,
                 "predicted_peak_gib": {k: round(v, 2) for k, v in self.predicted_gib.items()}}
 
 
-def choose(predicted_gib: dict[str, float], free_gib: float) -> str:
-    """The first of MEMORY_MODES (fastest first) whose peak + headroom fits; the lightest when none does
-    (which check_fits then refuses, naming what would fit)."""
-    for mode in MEMORY_MODES:
-        if predicted_gib[mode] + HEADROOM_GIB <= free_gib:
-            return mode
-    return MEMORY_MODES[-1]
+def choose(predicted_gib: dict, free_gib: float, order: list | None = None):
+    """The first of `order` (default MEMORY_MODES, fastest first) whose peak + headroom fits; the lightest
+    when none does (which check_fits then refuses, naming what would fit)."""
+    order = list(MEMORY_MODES) if order is None else order
+    return next((key for key in order if predicted_gib[key] + HEADROOM_GIB <= free_gib), order[-1])
+
+
+QUANT_SPEED = ("fp8", "none", "int8")  # fastest first: fp8 matmuls; int8 and GGUF de-quantize every call
+
+
+def auto_quants(cfg: RunConfig, device: torch.device) -> tuple[str, ...]:
+    """The storages `--quant` allows: the one chosen, or for `auto` those this device runs, fastest first."""
+    if cfg.quant != AUTO:
+        return (cfg.quant,)
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        return ("none",)
+    if device.type != "cuda":
+        return ("none",)  # a CPU run computes in fp32: int8 saves memory, not time
+    fp8 = torch.cuda.get_device_capability(device) >= FP8_CAPABILITY
+    return tuple(q for q in QUANT_SPEED if q != "fp8" or fp8)
 
 
 def resolve_memory_mode(cfg: RunConfig, device: torch.device) -> tuple[RunConfig, MemoryChoice | None]:
-    """cfg with `auto` replaced by a mode, and the numbers behind the choice (None when not auto)."""
-    if cfg.memory_mode != AUTO:
+    """cfg with `auto` memory mode and quant replaced by the fastest combination predicted to fit (modes
+    fastest first, then storages fastest first), and the numbers behind the choice (None when nothing was
+    auto)."""
+    quants = auto_quants(cfg, device)
+    if cfg.memory_mode != AUTO and cfg.quant != AUTO:
         return cfg, None
+    chosen = None if cfg.quant != AUTO else quants[0]
     if device.type != "cuda":
-        return replace(cfg, memory_mode=CPU_MODE), MemoryChoice(CPU_MODE, None, {})
-    predicted = {mode: peaks["peak"] for mode, peaks in predicted_peaks(replace(cfg, memory_mode=CPU_MODE)).items()}
+        mode = CPU_MODE if cfg.memory_mode == AUTO else cfg.memory_mode
+        return replace(cfg, memory_mode=mode, quant=quants[0]), MemoryChoice(mode, None, {}, chosen)
+    modes = MEMORY_MODES if cfg.memory_mode == AUTO else (cfg.memory_mode,)
+    predicted = {(m, q): predicted_peaks(replace(cfg, memory_mode=CPU_MODE, quant=q))[m]["peak"]
+                 for q in quants for m in modes}
     free_gib = torch.cuda.mem_get_info(device)[0] / 2**30
-    mode = choose(predicted, free_gib)
-    log.info("memory mode %s: %.1f GiB free; predicted peak %s (+ %.1f GiB headroom)", mode, free_gib,
-             ", ".join(f"{m} {g:.1f} GiB" for m, g in predicted.items()), HEADROOM_GIB)
-    return replace(cfg, memory_mode=mode), MemoryChoice(mode, round(free_gib, 2), predicted)
+    mode, quant = choose(predicted, free_gib, [(m, q) for m in modes for q in quants])
+    names = {(m, q): m if len(quants) == 1 else f"{m}/{q}" for m, q in predicted}
+    log.info("memory mode %s, quant %s: %.1f GiB free; predicted peak %s (+ %.1f GiB headroom)", mode, quant,
+             free_gib, ", ".join(f"{names[k]} {g:.1f} GiB" for k, g in predicted.items()), HEADROOM_GIB)
+    choice = MemoryChoice(mode, round(free_gib, 2), {names[k]: g for k, g in predicted.items()},
+                          None if cfg.quant != AUTO else quant)
+    return replace(cfg, memory_mode=mode, quant=quant), choice
 
 
 def free_gib(device: torch.device) -> float | None:

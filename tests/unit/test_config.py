@@ -58,6 +58,28 @@ def test_memory_mode_auto_picks_the_fastest_that_fits():
         replace(cfg, memory_mode="low"), None)
 
 
+def test_quant_auto_takes_the_fastest_mode_and_storage_that_fit():
+    """Modes fastest first, then storages fastest first (fp8, bf16, int8): a storage only where it lets a faster
+    mode fit; on a CPU, bf16 (its fp32 compute gains nothing from int8)."""
+    import torch
+
+    from swifti2v.memory import HEADROOM_GIB, choose, resolve_memory_mode
+    from swifti2v.presets import get_preset
+
+    peaks = {("fast", "fp8"): 71.0, ("fast", "none"): 90.6, ("fast", "int8"): 71.0, ("balanced", "fp8"): 24.2,
+             ("balanced", "none"): 35.2, ("balanced", "int8"): 24.2, ("low", "fp8"): 16.6, ("low", "none"): 16.6,
+             ("low", "int8"): 16.6}
+    order = [(m, q) for m in ("fast", "balanced", "low") for q in ("fp8", "none", "int8")]
+    assert choose(peaks, 141.0, order) == ("fast", "fp8")
+    assert choose(peaks, 80.0, order) == ("fast", "fp8")
+    assert choose(peaks, 80.0, [k for k in order if k[1] != "fp8"]) == ("fast", "int8")  # no fp8 units
+    assert choose(peaks, 30.0, order) == ("balanced", "fp8")
+    assert choose(peaks, 20.0, order) == ("low", "fp8")
+    resolved, choice = resolve_memory_mode(replace(get_preset("tiny"), quant="auto"), torch.device("cpu"))
+    assert (resolved.memory_mode, resolved.quant, choice.quant) == ("balanced", "none", "none")
+    assert choose(peaks, 16.6 + HEADROOM_GIB, order) == ("low", "fp8")
+
+
 def test_predicted_peaks_grow_from_low_to_fast():
     from swifti2v.footprint import predicted_peaks
     from swifti2v.presets import get_preset

@@ -86,10 +86,11 @@ def run_options(p: argparse.ArgumentParser, batch: bool = False) -> None:
                    "CPU); fast: everything on the GPU; balanced: text encoder on CPU, one stage on the GPU "
                    "at a time, tiled decode; low: + fp8 weights, Stage I streamed block by block, tile-by-tile "
                    "decode at the end (2K on 24 GB cards); see docs/benchmarks.md")
-    o.add_argument("--quant", choices=QUANTS,
+    o.add_argument("--quant", choices=(*QUANTS, "auto"),
                    help="store the DiTs not given as GGUF quantized, by torchao, after the LoRAs are fused: int8 "
                    "(weight-only, any device) or fp8 (fp8 weights and activations: GPUs with fp8 units, compute "
-                   "capability 8.9+); default none (bf16). Combines with every --memory-mode")
+                   "capability 8.9+); default none (bf16). Combines with every --memory-mode; auto: with "
+                   "--memory-mode auto, the fastest mode x storage predicted to fit (fp8, bf16, then int8)")
     o.add_argument("--attention", choices=ATTENTION_BACKENDS,
                    help="attention kernel: sdpa (default, PyTorch), flash, flash3, sage, flex (when installed)")
     o.add_argument("--compile", action="store_true", default=None,

@@ -30,9 +30,9 @@ QUANT_ATTR = "_swifti2v_storage"  # how a DiT's weights are stored, once quantiz
 
 def check_quant(quant: str, device: torch.device) -> None:
     """Before anything loads: the quant is known, torchao is installed, fp8 has fp8 units to run on."""
-    if quant not in QUANTS:
-        raise UserError(f"--quant {quant!r} is unknown; use one of {', '.join(QUANTS)}")
-    if quant == "none":
+    if quant not in (*QUANTS, "auto"):
+        raise UserError(f"--quant {quant!r} is unknown; use auto or one of {', '.join(QUANTS)}")
+    if quant in ("none", "auto"):  # auto takes only what this device runs (memory.auto_quants)
         return
     try:
         import torchao  # noqa: F401
