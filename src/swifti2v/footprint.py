@@ -91,8 +91,9 @@ def _inputs(model, call: DiTCall):
     return x, text, image
 
 
-def dit_memory(cfg: dict, call: DiTCall) -> dict:
-    """Activation peak (GiB) of one call traced on meta: per-frame modulation, and what per-token adds."""
+def dit_memory(cfg: dict, call: DiTCall, per_token: bool = True) -> dict:
+    """Activation peak (GiB) of one call traced on meta: per-frame modulation, and (`per_token`) what
+    diffusers' per-token modulation would add."""
     model = specs.meta_transformer(cfg)
     x, text, image = _inputs(model, call)
     frame_t = torch.zeros(1, call.frames, device=META)
@@ -104,7 +105,7 @@ def dit_memory(cfg: dict, call: DiTCall) -> dict:
     tokens = call.tokens(cfg)
     if call.mixed_timesteps:
         per_frame = trace_peak(lambda: frame_modulated_forward(model, x, frame_t, text, image))
-        per_token = trace_peak(stock(torch.zeros(1, tokens, device=META)))
+        per_token = trace_peak(stock(torch.zeros(1, tokens, device=META))) if per_token else per_frame
     else:
         per_frame = per_token = trace_peak(stock(torch.zeros(1, device=META)))
     heads = cfg["num_attention_heads"]
@@ -117,7 +118,11 @@ def vae_trace(vae_cfg: dict, coder: str, window: Callable[[int], torch.Tensor], 
               flops: bool = True) -> dict:
     """One streaming VAE coder ("encoder"/"decoder") of a meta VAE (bf16) over `window(i)` inputs: FLOPs of
     the whole clip (first window + blocks-1 later ones; 0 without `flops`), the causal cache alive after two
-    windows, and the peak while a third runs with it."""
+    windows, and the peak while a third runs with it. Memory alone does not depend on `blocks`: it is traced
+    once per VAE and window shapes."""
+    key = (json.dumps(vae_cfg, sort_keys=True), coder, *(tuple(window(i).shape) for i in range(3)))
+    if not flops and key in _MEMORY_TRACES:
+        return _MEMORY_TRACES[key]
     vae = WanVAE(specs.meta_vae(vae_cfg, BF16))
     first = two = 0
     if flops:
@@ -131,7 +136,13 @@ def vae_trace(vae_cfg: dict, coder: str, window: Callable[[int], torch.Tensor], 
         cache = tracker.live
         tracker.peak = cache
         run(window(2))
-    return {"flops": first + (blocks - 1) * (two - first), "cache": cache, "peak": tracker.peak}
+    out = {"flops": first + (blocks - 1) * (two - first), "cache": cache, "peak": tracker.peak}
+    if not flops:
+        _MEMORY_TRACES[key] = out
+    return out
+
+
+_MEMORY_TRACES: dict[tuple, dict] = {}  # vae_trace's memory-only results, by VAE config and window shapes
 
 
 def vae_rows(cfg: RunConfig, models: dict, flops: bool = True) -> dict:
@@ -310,9 +321,9 @@ def largest_call(cfg: dict, calls: list[tuple[DiTCall, int]]) -> DiTCall:
     return max((call for call, _ in calls), key=lambda k: k.tokens(cfg))
 
 
-def largest_call_memory(cfg: dict, calls: list[tuple[DiTCall, int]]) -> dict:
+def largest_call_memory(cfg: dict, calls: list[tuple[DiTCall, int]], per_token: bool = True) -> dict:
     """A stage made of DiT calls [(call, times)]: the memory of its largest call."""
-    return dit_memory(cfg, largest_call(cfg, calls))
+    return dit_memory(cfg, largest_call(cfg, calls), per_token)
 
 
 def stage_calls(cfg: RunConfig, models: dict, plan) -> tuple[list, list]:
@@ -335,8 +346,8 @@ def predicted_peaks(cfg: RunConfig, host_scale: float | None = None) -> dict[str
     models = model_configs(cfg)
     check_positions(cfg, models)
     stage1_calls, stage2_calls = stage_calls(cfg, models, stage2_plan(cfg.stage2, cfg.video.num_blocks))
-    rows = {"stage1": largest_call_memory(models["stage1"], stage1_calls),
-            "stage2": largest_call_memory(models["stage2"], stage2_calls)}
+    rows = {"stage1": largest_call_memory(models["stage1"], stage1_calls, per_token=False),
+            "stage2": largest_call_memory(models["stage2"], stage2_calls, per_token=False)}
     vae, w, latents = vae_rows(cfg, models, flops=False), weights(models, run_storage(cfg)), latents_gib(cfg, models)
     peaks = mode_peaks(rows, vae, w, latents)
     if host_scale is not None:

@@ -104,6 +104,7 @@ CPU_MARGIN = 1.5  # a CPU run's resident memory over the prediction: the allocat
 def predicted_gib(cfg: RunConfig, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
     """The run's predicted peak per step and overall on `device` (the host's memory for a CPU run, with
     CPU_MARGIN)."""
+    cfg = replace(cfg, seed=0, device="auto")  # what memory does not depend on: one prediction serves every seed
     if device.type == "cuda":
         return predicted_peaks(cfg)[cfg.memory_mode]
     host = predicted_peaks(cfg, host_scale=torch.empty(0, dtype=dtype).element_size() / 2)["host"]
