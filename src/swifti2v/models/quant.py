@@ -106,7 +106,10 @@ class GgufFile:
 def read_gguf(path: str | Path, flag: str) -> GgufFile:
     """The tensor table of a GGUF file (no weights read): a clear error for a missing, truncated or foreign
     file and for quant types diffusers does not de-quantize."""
-    import gguf
+    try:
+        import gguf
+    except ImportError:
+        raise UserError(f"{flag} needs the gguf package: pip install 'swifti2v[quant]'") from None
     from diffusers.quantizers.gguf.utils import SUPPORTED_GGUF_QUANT_TYPES
 
     path = Path(path)
