@@ -18,6 +18,9 @@ MEMORY_MODES: tuple[str, ...] = ("fast", "balanced", "low")  # models/placement.
 ATTENTION_BACKENDS: tuple[str, ...] = ("sdpa", "flash", "flash3", "sage", "flex")  # models/speed.py
 PARALLEL_KINDS: tuple[str, ...] = ("ulysses", "ring")  # context parallelism over processes (models/parallel.py)
 QUANTS: tuple[str, ...] = ("none", "int8", "fp8")  # torchao, in-process (models/quant.py)
+# How Stage I makes a clip longer than its window (stage1.py): each next window from the previous one's last frame,
+# or overlapping windows denoised together with their overlaps blended
+EXTENDS: tuple[str, ...] = ("last-frame", "context")
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ class Stage1Config:
     loras: tuple[LoraFile, ...] = ()
     weights: tuple[DitWeights, ...] = ()  # GGUF files in place of the folder's DiT weights
     downscale: int = 4
-    window: int = 81  # frames the model makes at once (Wan: 81); a longer clip runs in continued windows
+    window: int = 81  # frames the model makes at once (Wan: 81); a longer clip runs in several windows
+    extend: str = "last-frame"  # how those windows join: one of EXTENDS
     geometry: LatentGeometry = LatentGeometry(vae_spatial=8)
 
 
@@ -219,7 +223,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Raise UserError for values the pipeline cannot run, naming the value and the fix."""
     v, s2 = cfg.video, cfg.stage2
     if v.frames < 5 or (v.frames - 1) % 4:
-        raise UserError(f"--frames {v.frames} is not 4k+1 with k>=1; use {nearest_4k1(max(v.frames, 5))}")
+        raise UserError(f"--frames {v.frames} is not 4k+1 (5, 9, ..., 81, ..., 321: any such length; past Stage "
+                        f"I's window of {cfg.stage1.window} it runs in several windows); use "
+                        f"{nearest_4k1(max(v.frames, 5))}")
     mult = max(32, s2.geometry.pixel_multiple)  # 32 keeps the 1/4-size Stage I on its 8-pixel grid
     for name, x in (("--height", v.height), ("--width", v.width)):
         if x <= 0 or x % mult:
@@ -230,6 +236,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.stage1.window < 5 or (cfg.stage1.window - 1) % 4:
         raise UserError(f"Stage I window {cfg.stage1.window} is not 4k+1 with k>=1; use "
                         f"{nearest_4k1(max(cfg.stage1.window, 5))}")
+    if cfg.stage1.extend not in EXTENDS:
+        raise UserError(f"--extend {cfg.stage1.extend!r} is unknown; use one of {', '.join(EXTENDS)}")
     if s2.segment_blocks < 1:
         raise UserError(f"--segment-blocks {s2.segment_blocks} must be at least 1")
     if s2.neighbor_blocks < 0:

@@ -23,7 +23,7 @@ from swifti2v.models.counting import DiTCall, measured_flops, trace_peak, tracin
 from swifti2v.models.modulation import frame_modulated_forward
 from swifti2v.models.placement import PLACEMENTS
 from swifti2v.models.vae import WanVAE, _tiles
-from swifti2v.plan import stage2_plan, window_frames
+from swifti2v.plan import stage1_windows, stage2_plan
 from swifti2v.presets import resolve
 
 GIB = 2**30
@@ -332,7 +332,7 @@ def stage_calls(cfg: RunConfig, models: dict, plan) -> tuple[list, list]:
     g1, g2 = s1.geometry, s2.geometry
     image = specs.CLIP_TOKENS if models["stage1"].get("image_dim") else 0
     stage1 = [(DiTCall((frames - 1) // 4 + 1, low_h // g1.vae_spatial, low_w // g1.vae_spatial, image_tokens=image),
-               s1.schedule.steps) for frames in window_frames(v.frames, s1.window)]  # one call per window
+               s1.schedule.steps) for frames in stage1_windows(v.frames, s1.window, s1.extend)]  # one call per window
     h2, w2 = v.height // g2.vae_spatial, v.width // g2.vae_spatial
     stage2 = [(DiTCall(len(seg.positions), h2, w2, mixed_timesteps=True), s2.schedule.steps) for seg in plan]
     return stage1, stage2

@@ -36,7 +36,7 @@ from swifti2v.plan import describe_plan, stage2_plan, window_frames
 from swifti2v.reference import clip_windows, hybrid_reference
 from swifti2v.runtime import StageTimer, peak_memory, resolve_device, resolve_dtype
 from swifti2v.sampling import Segment
-from swifti2v.stage1 import generate_motion
+from swifti2v.stage1 import generate_motion, generate_motion_context
 from swifti2v.stage2 import add_detail
 from swifti2v.workdir import WorkDir, WorkOptions, default_path, fingerprint
 
@@ -350,10 +350,28 @@ def generate(cfg: RunConfig, image: media.ImageSource, prompt: str, out: str | P
 
 def motion(run: Run, picture: Image.Image, text: torch.Tensor) -> torch.Tensor:
     """The first half: Stage I makes the clip at low resolution from the downsampled input image, in windows of
-    its native length (each next one from the previous one's last frame, every finished one saved); the hybrid
-    reference (decode, upsample, frame 0 := the full-resolution image, encode) turns it into z_ref."""
+    its native length (`--extend last-frame`: each next one from the previous one's last frame, every finished one
+    saved; `context`: overlapping windows denoised together); the hybrid reference (decode, upsample, frame 0 :=
+    the full-resolution image, encode) turns it into z_ref."""
     c, s1, v = run.comps, run.cfg.stage1, run.cfg.video
     image = media.fit(picture, *stage1_size(v, s1))
+    if s1.extend == "context" and v.frames > s1.window:  # all windows at once: one saved step
+        z_low = [run.step("stage1", lambda: generate_motion_context(
+            c.stage1, image, text, s1, v, run.cfg.seed, run.device, lambda i, n: run.report("stage1 steps", i, n)),
+            models="stage1", saved="stage1")]
+    else:
+        z_low = continued_windows(run, image, text)
+    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(clip_windows(c.stage1.vae, z_low)),
+                                                           run.image_at_output_size(picture), c.stage2.vae),
+                     models="reference", saved="z_ref")
+    run.keep_low_again(lambda: clip_windows(c.stage1.vae, z_low), models="reference")
+    return z_ref
+
+
+def continued_windows(run: Run, image: Image.Image, text: torch.Tensor) -> list[torch.Tensor]:
+    """Stage I window by window (`--extend last-frame`): each next one an I2V run from the clip's last frame so
+    far; each finished one a saved step (`stage1`, `stage1-window1`, ...)."""
+    c, s1, v = run.comps, run.cfg.stage1, run.cfg.video
     sizes = window_frames(v.frames, s1.window)
     z_low: list[torch.Tensor] = []
     for k, frames in enumerate(sizes):
@@ -364,11 +382,7 @@ def motion(run: Run, picture: Image.Image, text: torch.Tensor) -> torch.Tensor:
             c.stage1, image, text, s1, v, run.cfg.seed, run.device,
             lambda i, n: run.report("stage1 steps", k * s1.schedule.steps + i, len(sizes) * s1.schedule.steps),
             frames=frames, window=k), models="stage1", saved="stage1" if k == 0 else f"stage1-window{k}"))
-    z_ref = run.step("reference", lambda: hybrid_reference(run.keep_low(clip_windows(c.stage1.vae, z_low)),
-                                                           run.image_at_output_size(picture), c.stage2.vae),
-                     models="reference", saved="z_ref")
-    run.keep_low_again(lambda: clip_windows(c.stage1.vae, z_low), models="reference")
-    return z_ref
+    return z_low
 
 
 def last_frame(vae, z_low: list[torch.Tensor]) -> Image.Image:
@@ -454,8 +468,8 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
     timer, s = run.timer, run
     choice = s.memory or run.comps.memory_choice  # made when the models were loaded
     memory = peak_memory(s.device)
-    if timer.peaks_gib:  # the timer resets CUDA's peak counter per stage: the run's peak is the largest
-        memory["peak_allocated_gib"] = max(memory["peak_allocated_gib"], *timer.peaks_gib.values())
+    key = "peak_allocated_gib" if "peak_allocated_gib" in memory else "peak_rss_gib"
+    memory[key] = max(memory[key], timer.run_peak_gib)  # the timer resets the counter per stage
     return {
         "output": None if run.output.video is None else run.output.video.name,
         "outputs": run.output.to_dict(),
@@ -474,5 +488,5 @@ def sidecar(run: Run, latent_shape: Sequence[int], inputs: dict) -> dict:
         "memory": {k: round(x, 3) for k, x in memory.items()},
         "memory_per_process": [{k: round(x, 3) for k, x in m.items()}
                                for m in (parallel.gather(memory) if s.split else [memory])],
-        "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA only
+        "stage_peak_gib": {k: round(x, 3) for k, x in timer.peaks_gib.items()},  # CUDA: allocated; CPU: RSS
     }

@@ -17,6 +17,40 @@ def window_frames(frames: int, window: int) -> list[int]:
     return sizes
 
 
+def blocks_of(frames: int) -> int:
+    """Latent blocks of a 4k+1 clip: the first frame alone, then 4 frames per block."""
+    return (frames - 1) // 4 + 1
+
+
+def context_windows(blocks: int, window: int) -> list[int]:
+    """First blocks of Stage I's overlapping context windows (`--extend context`), each `window` blocks long:
+    as few as keep at least a third of a window overlapping the next, spread evenly, the last ending at the clip's
+    end."""
+    if blocks <= window:
+        return [0]
+    stride = window - max(1, window // 3)
+    n = -(-(blocks - window) // stride) + 1
+    return [round(k * (blocks - window) / (n - 1)) for k in range(n)]
+
+
+def stage1_windows(frames: int, window: int, extend: str) -> list[int]:
+    """The frames each Stage I model call makes, window by window (both methods)."""
+    if extend == "context":
+        return [min(frames, window)] * len(context_windows(blocks_of(frames), blocks_of(window)))
+    return window_frames(frames, window)
+
+
+def stage1_joins(frames: int, window: int, extend: str) -> list[int]:
+    """The first frame after each join of Stage I's windows: where the next last-frame window's new frames begin,
+    or the middle of each context overlap (where the blend hands over)."""
+    if extend == "context":
+        w = blocks_of(window)
+        starts = context_windows(blocks_of(frames), w)
+        return [4 * ((start + prev + w) // 2) - 3 for prev, start in zip(starts, starts[1:], strict=False)]
+    sizes = window_frames(frames, window)
+    return [sum(sizes[: k + 1]) - k for k in range(len(sizes) - 1)]
+
+
 def stage2_plan(cfg: Stage2Config, num_blocks: int) -> tuple[Segment, ...]:
     """CSG windows, or one window over the whole clip for the end-to-end baseline (`--no-csg`)."""
     plan = (plan_segments(num_blocks, cfg.segment_blocks, cfg.neighbor_blocks) if cfg.csg
@@ -25,7 +59,7 @@ def stage2_plan(cfg: Stage2Config, num_blocks: int) -> tuple[Segment, ...]:
 
 
 def describe_plan(cfg: RunConfig) -> dict:
-    v, s2 = cfg.video, cfg.stage2
+    v, s1, s2 = cfg.video, cfg.stage1, cfg.stage2
     plan = stage2_plan(s2, v.num_blocks)
     per_block = s2.geometry.tokens_per_block(v.height, v.width)
     low_h, low_w = stage1_size(v, cfg.stage1)
@@ -41,7 +75,9 @@ def describe_plan(cfg: RunConfig) -> dict:
         "tokens_per_block": per_block,
         "largest_window_tokens": max(len(seg.positions) for seg in plan) * per_block,
         "whole_clip_tokens": v.num_blocks * per_block,
-        "stage1": {"height": low_h, "width": low_w, "windows": window_frames(v.frames, cfg.stage1.window),
-                   "tokens": ((min(v.frames, cfg.stage1.window) - 1) // 4 + 1)  # its largest window's
-                   * cfg.stage1.geometry.tokens_per_block(low_h, low_w)},
+        "stage1": {"height": low_h, "width": low_w, "extend": s1.extend,
+                   "windows": stage1_windows(v.frames, s1.window, s1.extend),
+                   "joins": stage1_joins(v.frames, s1.window, s1.extend),
+                   "tokens": blocks_of(min(v.frames, s1.window))  # its largest window's
+                   * s1.geometry.tokens_per_block(low_h, low_w)},
     }

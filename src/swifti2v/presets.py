@@ -138,7 +138,7 @@ def get_preset(name: str) -> RunConfig:
 OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "mode", "stage2",
              "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
              "device", "dtype", "memory_mode", "attention", "compile", "parallel", "quant", "stage1_weights",
-             "stage2_weights")
+             "stage2_weights", "extend")
 # Those that choose or place the models: fixed once the models are loaded.
 MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile", "parallel",
                    "quant", "stage1_weights", "stage2_weights")
@@ -157,7 +157,7 @@ def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
         raise UserError(f"setting {unknown[0]!r} is unknown; use one of {', '.join(OVERRIDES)}")
     get = settings.get
     video = _set(cfg.video, height=get("height"), width=get("width"), frames=get("frames"), fps=get("fps"))
-    stage1 = _set(cfg.stage1, schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")))
+    stage1 = _set(cfg.stage1, schedule=_set(cfg.stage1.schedule, steps=get("stage1_steps")), extend=get("extend"))
     if get("lora") is not None:
         stage1 = replace(stage1, loras=lora_list(get("lora"), stage1.loras))
     if get("stage1_weights") is not None:

@@ -51,17 +51,40 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     return {"peak_rss_gib": rss / (2**30 if sys.platform == "darwin" else 2**20)}
 
 
+def rss_peak_gib() -> float | None:
+    """This process's peak resident set size since the last `reset_rss_peak` (Linux's VmHWM), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 2**20  # kB
+
+
+def reset_rss_peak() -> bool:
+    """Start a new peak-RSS window (Linux: `5` to /proc/self/clear_refs); False where the system has none."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
 class StageTimer:
     """Wall seconds per named stage (synchronising CUDA at the boundaries), each stage's own: a stage
-    opened inside another pauses the outer one's clock. On CUDA, also the peak memory allocated inside
-    each stage (nested stages fold their peaks into the enclosing ones)."""
+    opened inside another pauses the outer one's clock. Also the peak memory inside each stage (CUDA: allocated;
+    CPU on Linux: resident set size), nested stages folding their peaks into the enclosing ones, and the
+    run's overall peak (`run_peak_gib`: the counters are reset per stage, so the process's own counter is not it)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {}
         self.peaks_gib: dict[str, float] = {}
+        self.run_peak_gib = 0.0
         self._open: list[str] = []
         self._since = 0.0  # when the innermost open stage's clock last started
+        self._rss = device.type == "cpu" and rss_peak_gib() is not None and reset_rss_peak()
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -87,12 +110,17 @@ class StageTimer:
 
     def _fold_peak(self) -> None:
         """Credit the peak since the last reset to every open stage, then start a new window."""
-        if self.device.type != "cuda":
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self._rss:
+            peak = rss_peak_gib() or 0.0
+            reset_rss_peak()
+        else:
             return
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.run_peak_gib = max(self.run_peak_gib, peak)
         for name in self._open:
             self.peaks_gib[name] = max(self.peaks_gib.get(name, 0.0), peak)
-        torch.cuda.reset_peak_memory_stats(self.device)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -6,6 +6,7 @@ the denoising loop is ours (custom sigmas, LightX2V's re-noise sampler, seeded w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -14,6 +15,7 @@ from PIL import Image
 from swifti2v.config import Stage1Config, VideoConfig
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.models.components import Stage1Components
+from swifti2v.plan import blocks_of, context_windows
 from swifti2v.sampling import STEPS, clip_noise, flow_sigmas, sample, step_noises
 
 
@@ -23,16 +25,23 @@ def stage1_velocity(c: Stage1Components, image: Image.Image, text: torch.Tensor,
 
     image: the first frame at the Stage I size; text: (1, 512, D).
     """
-    pipe, height, width = c.pipe, image.height, image.width
     with torch.no_grad():
-        image_embeds = pipe.encode_image(image, device) if c.transformer.config.image_dim is not None else None
-        pixels = pipe.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
-        shape = (1, c.vae.z_dim, (frames - 1) // 4 + 1, height // c.vae.spatial, width // c.vae.spatial)
-        _, condition = pipe.prepare_latents(
-            pixels, 1, c.vae.z_dim, height, width, frames, torch.float32, device, latents=torch.zeros(shape)
-        )  # condition: (1, 4 mask + z image-latent channels, F, h, w)
-    return WanVelocity(c.transformer, text, image_embeds=image_embeds, extra_channels=condition,
+        image_embeds = c.pipe.encode_image(image, device) if c.transformer.config.image_dim is not None else None
+    pixels = c.pipe.video_processor.preprocess(image, height=image.height, width=image.width)
+    return WanVelocity(c.transformer, text, image_embeds=image_embeds,
+                       extra_channels=condition(c, pixels, frames, device),
                        transformer_2=c.transformer_2, boundary_sigma=c.boundary_sigma, prediction=c.prediction)
+
+
+@torch.no_grad()
+def condition(c: Stage1Components, pixels: torch.Tensor, frames: int, device: torch.device) -> torch.Tensor:
+    """diffusers' I2V conditioning of a `frames` clip whose first frame is `pixels` (1, 3, H, W) in [-1, 1]:
+    (1, 4 mask + z image-latent channels, F, h, w), the mask set on the first latent frame."""
+    height, width = pixels.shape[-2:]
+    shape = (1, c.vae.z_dim, (frames - 1) // 4 + 1, height // c.vae.spatial, width // c.vae.spatial)
+    _, cond = c.pipe.prepare_latents(pixels.to(device, torch.float32), 1, c.vae.z_dim, height, width, frames,
+                                     torch.float32, device, latents=torch.zeros(shape))
+    return cond
 
 
 @torch.no_grad()
@@ -59,3 +68,64 @@ def generate_motion(
     sigmas = flow_sigmas(sch.steps, sch.shift, sch.start_sigma)
     return sample(lambda x, s: velocity(x, s), noise, sigmas, STEPS[sch.sampler],
                   step_noises(seed, key, shape, sch.steps, sch.sampler, device), on_step)
+
+
+@torch.no_grad()
+def generate_motion_context(
+    c: Stage1Components,
+    image: Image.Image,
+    text: torch.Tensor,
+    cfg: Stage1Config,
+    video: VideoConfig,
+    seed: int,
+    device: torch.device,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """The whole clip at once in overlapping windows of Stage I's length (`--extend context`), denoised together:
+    at every step each window's velocity is computed on its slice, and the overlaps are blended with linear ramps.
+    The first window is conditioned on `image`; each later one on the current step's estimate of its own first
+    latent frame (x0 = x - sigma v from the windows before it), so content flows along the clip. Returns
+    normalised latents (1, z, F, h, w), fp32, F = the clip's blocks."""
+    window = blocks_of(cfg.window)
+    starts = context_windows(video.num_blocks, window)
+    first = stage1_velocity(c, image, text, cfg.window, device)
+    grey = condition(c, torch.zeros(1, 3, image.height, image.width), cfg.window, device)  # mask on frame 0
+    later = dataclasses.replace(first, extra_channels=grey)
+    ramps = blend_ramps(starts, window, video.num_blocks)
+
+    def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        total, weight = torch.zeros_like(x), torch.zeros(x.shape[2], device=x.device)
+        for start, ramp in zip(starts, ramps, strict=True):
+            part = slice(start, start + window)
+            model = first
+            if start:
+                v_so_far = total[:, :, start] / weight[start]
+                model = dataclasses.replace(later, extra_channels=grey.clone())
+                model.extra_channels[:, 4:, 0] = x[:, :, start] - sigma * v_so_far  # x0 of the window's first frame
+            total[:, :, part] += model(x[:, :, part], sigma) * ramp.view(1, 1, -1, 1, 1)
+            weight[part] += ramp
+        return total / weight.view(1, 1, -1, 1, 1)
+
+    shape = (1, c.vae.z_dim, video.num_blocks, image.height // c.vae.spatial, image.width // c.vae.spatial)
+    noise = clip_noise(seed, "stage1", shape).to(device)
+    sch = cfg.schedule
+    sigmas = flow_sigmas(sch.steps, sch.shift, sch.start_sigma)
+    return sample(velocity, noise, sigmas, STEPS[sch.sampler],
+                  step_noises(seed, "stage1", shape, sch.steps, sch.sampler, device), on_step)
+
+
+def blend_ramps(starts: list[int], window: int, blocks: int) -> list[torch.Tensor]:
+    """Each context window's blend weight per block: 1, ramping linearly down across its overlap with the next
+    window and up across its overlap with the previous one (never 0, so every block has a weight)."""
+    ramps = []
+    for k, start in enumerate(starts):
+        i = torch.arange(window, dtype=torch.float32)
+        ramp = torch.ones(window)
+        if k:
+            before = starts[k - 1] + window - start
+            ramp = torch.minimum(ramp, (i + 1) / (before + 1))
+        if k + 1 < len(starts):
+            after = start + window - starts[k + 1]
+            ramp = torch.minimum(ramp, (window - i) / (after + 1))
+        ramps.append(ramp)
+    return ramps

@@ -41,7 +41,7 @@ def test_bad_jobs_are_recorded_and_the_rest_finish_then_reruns_skip_done_work(tm
         "{not json",
         {"image": "a.png", "prompt": "escape", "name": "../outside.mp4"},
         {"image": "a.png", "prompt": "bad option", "colour": "red"},
-        {"image": "a.png", "prompt": "the camera pans right", "seed": 3, "frames": 13},
+        {"image": "a.png", "prompt": "the camera pans right", "seed": 3, "frames": 37, "extend": "context"},
     ])
     out = tmp_path / "out"
     r = _batch(jobs, out, "--retries", "1")
@@ -50,6 +50,8 @@ def test_bad_jobs_are_recorded_and_the_rest_finish_then_reruns_skip_done_work(tm
     status = _status(out)
     assert status["job-00000"]["state"] == "done" and (out / "first.mp4").is_file()
     assert status["job-00005"]["state"] == "done" and (out / "job-00005.mp4").is_file()
+    long = json.loads((out / "job-00005.json").read_text())["plan"]["stage1"]  # past the window of 33
+    assert long["extend"] == "context" and long["windows"] == [33, 33]
     assert "missing.png not found" in status["job-00001"]["error"]
     assert "not JSON" in status["job-00002"]["error"]
     assert "leaves --out-dir" in status["job-00003"]["error"] and not (tmp_path / "outside.mp4").exists()

@@ -117,3 +117,23 @@ def test_warp_error_sees_broken_motion():
     bflows, _ = m.optical_flow(broken)
     assert m.warp_errors(clip, flows).mean() < 3
     assert m.flicker(broken)[3] > 2 * m.flicker(clip)[3]
+
+
+def test_join_scores_see_a_brightness_jump_and_a_stopped_pan_at_a_join():
+    """A steady 1-px pan: every join measure near 1 and no drift; a +20-level step at frame 5: the join score and
+    its brightness step go up and the drift is the step; the pan stopping at frame 5: the motion measure."""
+    pan = _pan((1, 0), frames=11)
+    flows, scale = m.optical_flow(pan)
+    steady = m.join_scores(pan, [5], flows, scale)
+    assert steady["join_score"] == pytest.approx(1.0, abs=0.15) and steady["join_motion"] < 1.2
+    assert steady["colour_drift"] < 1.0 and steady["join_luma_step"] < 1.5
+    jumped = pan.clone()
+    jumped[:, 5:] += 20 / 127.5
+    flows, scale = m.optical_flow(jumped)
+    jump = m.join_scores(jumped, [5], flows, scale)
+    assert jump["join_score"] > 1.5 and jump["join_luma_step"] > 5
+    assert jump["luma_drift"] == pytest.approx(20, abs=2.0)
+    stopped = torch.cat([pan[:, :5], pan[:, 4:5].expand(-1, 6, -1, -1)], dim=1)
+    flows, scale = m.optical_flow(stopped)
+    assert m.join_scores(stopped, [6], flows, scale)["join_motion"] > 5
+    assert m.join_scores(pan, [], flows, scale) == {}

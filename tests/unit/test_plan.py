@@ -1,8 +1,9 @@
 import itertools
 
 import pytest
+import torch
 
-from swifti2v.plan import describe_plan
+from swifti2v.plan import context_windows, describe_plan, stage1_joins, stage1_windows
 from swifti2v.presets import get_preset, with_overrides
 from swifti2v.sampling import plan_segments, whole_clip_plan
 
@@ -55,7 +56,8 @@ def test_paper_setting_for_2k_preset():
     assert info["tokens_per_block"] == 3520
     assert info["largest_window_tokens"] == 17600
     assert info["whole_clip_tokens"] == 73920
-    assert info["stage1"] == {"height": 352, "width": 640, "tokens": 18480, "windows": [81]}
+    assert info["stage1"] == {"height": 352, "width": 640, "tokens": 18480, "windows": [81], "extend": "last-frame",
+                              "joins": []}
     no_csg = describe_plan(with_overrides(get_preset("wan-2k-refine"), no_csg=True))
     assert no_csg["num_segments"] == 1 and no_csg["largest_window_tokens"] == 73920
 
@@ -64,3 +66,32 @@ def test_a_long_wan_plan_lists_stage1_windows_without_weights():
     info = describe_plan(with_overrides(get_preset("wan-2k-refine"), frames=321))
     assert info["stage1"]["windows"] == [81, 81, 81, 81] and info["stage1"]["tokens"] == 18480
     assert info["blocks"] == 81 and info["largest_window_tokens"] == 17600  # Stage II's windows do not grow
+
+
+@pytest.mark.parametrize(("blocks", "window", "starts"), [
+    (9, 9, [0]), (17, 9, [0, 4, 8]), (33, 9, [0, 6, 12, 18, 24]), (81, 21, [0, 12, 24, 36, 48, 60])])
+def test_context_windows_overlap_by_a_third_and_end_at_the_clip_end(blocks, window, starts):
+    assert context_windows(blocks, window) == starts
+    for a, b in zip(starts, starts[1:], strict=False):
+        assert a + window - b >= window // 3  # the overlap the blend needs
+
+
+def test_blend_ramps_weigh_every_block_and_hand_over_in_the_overlap():
+    from swifti2v.stage1 import blend_ramps
+
+    starts, window, blocks = [0, 6, 12], 9, 21
+    ramps = blend_ramps(starts, window, blocks)
+    total = torch.zeros(blocks)
+    for start, ramp in zip(starts, ramps, strict=True):
+        total[start:start + window] += ramp
+        assert ramp.min() > 0 and ramp.max() == 1
+    assert total.min() > 0
+    assert ramps[0][0] == 1 and ramps[-1][-1] == 1  # the clip's ends are one window's alone
+    assert ramps[0][6] > ramps[1][0] and ramps[0][8] < ramps[1][2]  # the earlier window hands over across the overlap
+
+
+def test_joins_are_where_windows_hand_over():
+    assert stage1_joins(65, 33, "last-frame") == [33] and stage1_joins(33, 33, "last-frame") == []
+    assert stage1_joins(129, 33, "last-frame") == [33, 65, 97]
+    assert stage1_joins(65, 33, "context") == [21, 37]  # the middles of the overlaps of windows at blocks 0, 4, 8
+    assert stage1_windows(129, 33, "context") == [33] * 5 and stage1_windows(129, 33, "last-frame") == [33] * 4

@@ -13,7 +13,8 @@ ui = pytest.importorskip("swifti2v.ui")
 
 @pytest.mark.parametrize("values, fragment", [
     ((100, 256, 25, 4, 0), "--height 100 is not a positive multiple of 32; use 96 or 128"),
-    ((128, 256, 30, 4, 0), "--frames 30 is not 4k+1 with k>=1; use 29 or 33"),
+    ((128, 256, 30, 4, 0), "--frames 30 is not 4k+1 (5, 9, ..., 81, ..., 321: any such length; past Stage I's "
+                           "window of 33 it runs in several windows); use 29 or 33"),
     ((128, 256, 25, 0, 0), "stage2 steps 0 must be at least 1"),
     ((128.5, 256, 25, 4, 0), "height 128.5 must be a whole number"),
 ])

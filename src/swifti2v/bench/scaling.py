@@ -1,5 +1,6 @@
 """`swifti2v bench scaling`: wall time and peak memory of CSG versus end-to-end Stage II (`--no-csg`) as
-the clip grows, side by side in one run.
+the clip grows, side by side in one run; with `--long`, clips past Stage I's window (its windows joined by
+`--extend last-frame` and `context`), Stage I's and Stage II's peaks each against the one-window run's.
 
 Every measurement is a fresh `swifti2v generate` process (so its peak memory is its own), run in
 interleaved order (CSG, end-to-end, CSG, ... at each length), with the same image, prompt and seed.
@@ -23,6 +24,7 @@ from PIL import Image
 from swifti2v.errors import UserError
 
 MODES = {"csg": [], "no-csg": ["--no-csg"]}
+EXTENDS = {"last-frame": ["--extend", "last-frame"], "context": ["--extend", "context"]}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ScalingConfig:
     repeats: int = 1
     device: str = "auto"
     seed: int = 0
+    long: bool = False  # the rows are Stage I's join methods (EXTENDS), not CSG vs end-to-end
 
     def __post_init__(self):
         from swifti2v.config import nearest_4k1
@@ -55,7 +58,7 @@ def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path
     out = work / f"{mode}-{frames}.mp4"
     cmd = [sys.executable, "-m", "swifti2v", "generate", "--preset", cfg.preset, "--image", str(image),
            "--prompt", "the camera pans left", "--frames", str(frames), "--seed", str(cfg.seed),
-           "--device", cfg.device, "--out", str(out), "-q", *MODES[mode]]
+           "--device", cfg.device, "--out", str(out), "-q", *modes(cfg)[mode]]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -64,25 +67,31 @@ def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path
                         f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
     info = json.loads(out.with_suffix(".json").read_text())
     seconds = info["seconds"]
-    memory = info["memory"]
+    memory, stages = info["memory"], info.get("stage_peak_gib", {})
     return {"frames": frames, "mode": mode, "wall_s": round(wall, 2),
             "stage2_s": round(seconds.get("stage2", 0.0), 2), "seconds": seconds,
             "peak_gib": memory.get("peak_allocated_gib", memory.get("peak_rss_gib")), "memory": memory,
+            "stage1_peak_gib": stages.get("stage1"), "stage2_peak_gib": stages.get("stage2"),
+            "stage1_windows": len(info["plan"]["stage1"]["windows"]),
             "largest_window_tokens": info["plan"]["largest_window_tokens"]}
+
+
+def modes(cfg: ScalingConfig) -> dict[str, list[str]]:
+    return EXTENDS if cfg.long else MODES
 
 
 def run_scaling(cfg: ScalingConfig, progress: Callable[[str, int, int], None]) -> dict:
     runs = []
-    total = len(cfg.frames) * len(MODES) * cfg.repeats
+    total = len(cfg.frames) * len(modes(cfg)) * cfg.repeats
     with tempfile.TemporaryDirectory(prefix="swifti2v-scaling-") as tmp:
         work = Path(tmp)
         image = _image(work / "input.png")
         for _ in range(cfg.repeats):
             for frames in cfg.frames:
-                for mode in MODES:  # interleaved: the two modes meet the same machine state
+                for mode in modes(cfg):  # interleaved: the two modes meet the same machine state
                     runs.append(run_once(cfg, frames, mode, image, work))
                     progress("bench runs", len(runs), total)
-    return {"config": asdict(cfg), "runs": runs, "table": summarise(runs)}
+    return {"config": asdict(cfg), "runs": runs, "table": summarise_long(runs) if cfg.long else summarise(runs)}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -102,7 +111,42 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def summarise_long(runs: list[dict]) -> list[dict]:
+    """Per join method and length: medians, and each against the shortest length's (the one-window run):
+    wall seconds per frame, Stage I's and Stage II's peaks (RSS on a CPU, allocated on a GPU)."""
+    rows = []
+    for mode in EXTENDS:
+        base = None
+        for frames in sorted({r["frames"] for r in runs}):
+            mine = [r for r in runs if r["frames"] == frames and r["mode"] == mode]
+            if not mine:
+                continue
+            row = {"mode": mode, "frames": frames, "stage1_windows": mine[0]["stage1_windows"],
+                   **{k: float(np.median([r[k] for r in mine])) for k in ("wall_s", "stage1_peak_gib",
+                                                                         "stage2_peak_gib", "peak_gib")}}
+            row["wall_per_frame_s"] = row["wall_s"] / frames
+            base = base or row
+            for k in ("wall_per_frame_s", "stage1_peak_gib", "stage2_peak_gib"):
+                row[f"{k}_ratio"] = round(row[k] / base[k], 3)
+            rows.append(row)
+    return rows
+
+
+def long_markdown(result: dict) -> str:
+    lines = ["| --extend | frames | Stage I windows | wall s | s per frame (× shortest) | Stage I peak GiB (×) | "
+             "Stage II peak GiB (×) |", "|---|---|---|---|---|---|---|"]
+    for r in result["table"]:
+        cells = [f"{r[k]:{f}} ({r[f'{k}_ratio']:.2f}×)" for k, f in (("wall_per_frame_s", ".2f"),
+                                                                     ("stage1_peak_gib", ".3f"),
+                                                                     ("stage2_peak_gib", ".3f"))]
+        lines.append(f"| {r['mode']} | {r['frames']} | {r['stage1_windows']} | {r['wall_s']:.1f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def to_markdown(result: dict) -> str:
+    if result["config"].get("long"):
+        return long_markdown(result)
     rows = result["table"]
     lines = ["| frames | DiT window tokens CSG / e2e | Stage II s CSG / e2e | wall s CSG / e2e | "
              "peak GiB CSG / e2e | e2e÷CSG: Stage II, wall, peak |",
@@ -127,6 +171,8 @@ def plot(result: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("the scaling plot needs matplotlib: pip install 'swifti2v[bench]'") from None
+    if result["config"].get("long"):
+        return plot_long(result, path, plt)
     rows = result["table"]
     frames = [r["frames"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -145,6 +191,26 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     cfg = result["config"]
     fig.suptitle(f"swifti2v bench scaling --preset {cfg['preset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_long(result: dict, path: Path, plt) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, style in zip(EXTENDS, ("o-", "s--"), strict=True):
+        rows = [r for r in result["table"] if r["mode"] == mode]
+        frames = [r["frames"] for r in rows]
+        axes[0].plot(frames, [r["wall_per_frame_s"] for r in rows], style, label=f"--extend {mode}")
+        axes[1].plot(frames, [r["stage1_peak_gib"] for r in rows], style, label=f"{mode}: Stage I")
+        axes[1].plot(frames, [r["stage2_peak_gib"] for r in rows], style, alpha=0.5, label=f"{mode}: Stage II")
+    axes[0].set(xlabel="frames", ylabel="wall seconds per frame", title="time per frame", ylim=(0, None))
+    axes[1].set(xlabel="frames", ylabel="GiB", title="peak memory per stage", ylim=(0, None))
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"swifti2v bench scaling --long --preset {result['config']['preset']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="under torchrun with an even number of processes: pair them, one runs Stage I (+ hybrid "
                    "reference) of job k+1 while its partner runs Stage II of job k (at most one finished Stage I "
                    "waiting); summary.json gives each stage's utilisation")
-    video_options(b, "frame count, 4k+1 (default: preset's)")
+    video_options(b, "frame count, 4k+1, any length >= 5 (default: preset's; past Stage I's window see --extend)")
     run_options(b, batch=True)
 
 

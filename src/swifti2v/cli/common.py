@@ -8,6 +8,7 @@ from pathlib import Path
 
 from swifti2v.config import (
     ATTENTION_BACKENDS,
+    EXTENDS,
     MEMORY_MODES,
     PARALLEL_KINDS,
     QUANTS,
@@ -33,13 +34,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"swifti2v: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
-def video_options(p: argparse.ArgumentParser, frames_help: str) -> None:
+def video_options(p: argparse.ArgumentParser, frames_help: str, stage1: bool = True) -> None:
     g = p.add_argument_group("video")
     g.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"named settings (default {DEFAULT_PRESET}); list them with `swifti2v presets`")
     g.add_argument("--height", type=int, help="output height in pixels, a multiple of 32 (default: preset's)")
     g.add_argument("--width", type=int, help="output width in pixels, a multiple of 32 (default: preset's)")
     g.add_argument("--frames", type=int, help=frames_help)
+    if stage1:
+        g.add_argument("--extend", choices=EXTENDS,
+                       help="how Stage I makes a clip longer than its window (81 frames for Wan, 33 for tiny): "
+                       "last-frame (default: each next window is an I2V run from the previous one's last frame, "
+                       "colours matched; every finished window is kept for resuming) or context (overlapping windows "
+                       "denoised together at every step, overlaps blended; see docs/results.md)")
     g.add_argument("--segment-blocks", type=int, metavar="M",
                    help="CSG: noisy latent blocks denoised per segment (default 3); larger than the clip = one window")
     g.add_argument("--neighbor-blocks", type=int, metavar="N",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swifti2v.cli.common import progress, quiet_libraries, write_result
+from swifti2v.cli.common import int_list, progress, quiet_libraries, write_result
 from swifti2v.errors import UserError
 
 COMMANDS = ("eval",)
@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "against the measured one")
     e.add_argument("--segment-frames", type=int, metavar="K", help="frames per Stage II segment (default: from the "
                    "video's sidecar JSON, else 12 = CSG's M=3 blocks of 4)")
+    e.add_argument("--joins", metavar="F[,F...]", help="first frame after each Stage I window join (default: from "
+                   "the video's sidecar JSON; none for other videos): adds the join score, colour drift and motion "
+                   "continuity (docs/eval.md)")
     e.add_argument("--low-res", default="4", help="the low-res clip Stage II started from: a factor per side "
                    "(default 4) or its size, e.g. 640x352; sets the band detail retention measures")
     e.add_argument("--weights", metavar="DIR", help="local weights of the learned metrics (nothing is downloaded; "
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(videos=tuple(args.videos), image=args.image, truth=args.truth, prompt=args.prompt,
                      segment_frames=args.segment_frames, low_res=args.low_res, weights=args.weights,
+                     joins=None if args.joins is None else int_list("--joins", args.joins),
                      device=args.device)
     out = Path(args.out)
     result = run_eval(cfg, out, progress(args))

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "The image is EXIF-rotated, scaled to cover the target size and centre-cropped.")
     g.add_argument("--image", required=True, help="input image (any size or aspect; resized and centre-cropped)")
     g.add_argument("--prompt", required=True, help="what happens in the clip")
-    video_options(g, "frame count, 4k+1 (default: preset's, 81 for the Wan presets)")
+    video_options(g, "frame count, 4k+1, any length >= 5 (default: preset's, 81 for the Wan presets; longer "
+                     "than Stage I's window runs it in several windows, see --extend)")
     g1 = g.add_argument_group("Stage I")
     g1.add_argument("--stage1-steps", type=int, help="Stage I steps (default 4, LightX2V few-step)")
     g1.add_argument("--lora", action="append", metavar="[high=|low=]PATH[@STRENGTH]",
@@ -40,11 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--image", required=True, help="high-resolution first frame")
     r.add_argument("--motion", required=True, help="low-resolution video giving the motion (mp4/mov/webm)")
     r.add_argument("--prompt", default="", help="optional description of the clip (default: empty)")
-    video_options(r, "frame count, 4k+1 (default: the longest 4k+1 prefix of --motion)")
+    video_options(r, "frame count, 4k+1 (default: the longest 4k+1 prefix of --motion)", stage1=False)
     run_options(r)
 
     pl = sub.add_parser("plan", help="segment plan and token counts for a preset (no weights needed)")
-    video_options(pl, "frame count, 4k+1 (default: preset's)")
+    video_options(pl, "frame count, 4k+1, any length >= 5 (default: preset's)")
     pl.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
 
     sub.add_parser("presets", help="list presets, one line each")

@@ -369,3 +369,49 @@ def prompt_motion(prompt: str) -> str | None:
 def motion_matches(measured: str, named: str) -> bool:
     """Whether the measured motion word is the one the prompt names ("rotate" matches either way)."""
     return measured == named or (named == "rotate" and measured.startswith("rotate"))
+
+
+JOIN_FLOW_FLOOR = 0.1  # pixels per frame: two flows both slower than this count as the same (still) motion
+
+
+def _ratio(value: Tensor, typical: Tensor, floor: float) -> Tensor:
+    return (value + floor) / (typical + floor)
+
+
+def join_scores(video: Tensor, joins: Sequence[int], flows: Tensor, scale: float) -> dict[str, float]:
+    """Stage I's window joins against the frame-to-frame changes inside the windows (1.0: a join is a step
+    like any other). joins: the first frame after each join (the pair j-1 -> j crosses it).
+
+    join_score: the largest step across a join (mean absolute difference, 8-bit levels) over the median step
+    inside the windows (pairs from frame 1 on; frame 0 is the input image). join_luma_step / join_colour_step /
+    join_detail_step: the same for mean brightness, mean colour (RGB distance) and high-band energy (log ratio),
+    each over its median inside plus a small floor (0.5 levels, 0.5 levels, 2%). colour_drift: RGB distance of
+    the first window's mean colour to the last window's (8-bit levels); luma_drift the signed brightness change.
+    join_motion: flow magnitude over the two pairs before a join against the two after, larger over smaller
+    (1.0: motion goes on at the same speed), the worst join.
+    """
+    n = video.shape[1]
+    joins = [j for j in joins if 2 <= j < n - 1]
+    if not joins:
+        return {}
+    pairs = lambda x: x[1:] - x[:-1]  # noqa: E731
+    means = video.float().mean(dim=(2, 3)).T * 127.5  # (F, 3), levels around 0
+    step, luma_step = flicker(video), pairs(luma(video).mean(dim=(1, 2))).abs() * 255
+    colour_step = pairs(means).norm(dim=1)
+    detail_step = pairs(high_band_energy(video, 2.0).clamp_min(1e-12).log()).abs()
+    crossing = [j - 1 for j in joins]
+    inside = torch.tensor([i for i in range(1, n - 1) if i not in crossing])
+    typical = lambda x: x[inside].median()  # noqa: E731
+    worst = lambda x, floor: float(max(_ratio(x[i], typical(x), floor) for i in crossing))  # noqa: E731
+    speed = flows.norm(dim=-1).mean(dim=(1, 2)) / scale
+    motion = [float(torch.maximum(a, b) / torch.minimum(a, b))
+              for a, b in ((speed[max(0, j - 3):j - 1].mean().clamp_min(JOIN_FLOW_FLOOR),
+                            speed[j:j + 2].mean().clamp_min(JOIN_FLOW_FLOOR)) for j in joins)]
+    first, last = means[: joins[0]].mean(dim=0), means[joins[-1]:].mean(dim=0)
+    lum = luma(video).mean(dim=(1, 2)) * 255
+    return {"join_score": worst(step, 0.0), "join_score_mean": float(step[crossing].mean() / typical(step)),
+            "join_luma_step": worst(luma_step, 0.5), "join_colour_step": worst(colour_step, 0.5),
+            "join_detail_step": worst(detail_step, 0.02),
+            "colour_drift": float((last - first).norm()),
+            "luma_drift": float(lum[joins[-1]:].mean() - lum[: joins[0]].mean()),
+            "join_motion": max(motion)}

@@ -38,6 +38,7 @@ PULSE_FLAG = 0.01  # a brightness pulse of 1% of the mean, repeating (autocorrel
 # 10% period-4 detail pulse on a clean pan at crf 18. Flagged from 25%.
 DETAIL_PULSE_FLAG = 0.25
 PULSE_REPEAT = 0.5
+JOIN_FLAG = 1.5  # a Stage I window join stepping more than 1.5x the typical frame-to-frame change is flagged
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class EvalConfig:
     truth: str | None = None
     prompt: str = ""
     segment_frames: int | None = None  # None: from the video's sidecar JSON, else DEFAULT_SEGMENT_FRAMES
+    joins: tuple[int, ...] | None = None  # Stage I window joins; None: from the sidecar JSON, else none
     low_res: str = "4"  # the low-res clip: a factor per side ("4") or its size ("640x352")
     weights: str | None = None
     device: str = "auto"
@@ -101,6 +103,16 @@ def segment_starts(info: dict, frames: int, segment_frames: int | None) -> list[
     return list(range(1 + segment_frames, frames, segment_frames))
 
 
+def stage1_joins(info: dict, frames: int, joins: tuple[int, ...] | None) -> list[int]:
+    """The first frame after each Stage I window join: --joins, else the sidecar's plan, else none."""
+    if joins is None:
+        try:
+            joins = tuple(int(j) for j in info["plan"]["stage1"]["joins"])
+        except (KeyError, TypeError, ValueError):
+            joins = ()
+    return [j for j in joins if 0 < j < frames]
+
+
 def prompt_of(info: dict, prompt: str) -> str:
     """--prompt, else the prompt the sidecar records (so videos of different prompts compare in one run)."""
     recorded = info.get("inputs", {}).get("prompt") if isinstance(info.get("inputs"), dict) else None
@@ -112,7 +124,8 @@ def _mean(x: Tensor) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
-def classical(video: Tensor, image: Tensor, factor: float, starts: list[int], prompt: str) -> tuple[dict, dict, str]:
+def classical(video: Tensor, image: Tensor, factor: float, starts: list[int], prompt: str,
+              joins: list[int]) -> tuple[dict, dict, str]:
     """Metrics that need no weights -> (metrics, per-frame curves, camera motion word)."""
     n = video.shape[1]
     period = (starts[1] - starts[0]) if len(starts) > 1 else (starts[0] - 1 if starts else None)
@@ -136,6 +149,7 @@ def classical(video: Tensor, image: Tensor, factor: float, starts: list[int], pr
         "flow_warp_error": _mean(warp),
         "dynamic_degree": _mean(dynamic),
         **{k: v for k, v in camera.items() if k != "word"},
+        **m.join_scores(video, joins, flows, scale),
     }
     if period:
         metrics |= _pulses("_segment", brightness, energy, period, BLOCK_FRAMES)
@@ -174,6 +188,8 @@ def flags(metrics: dict, period: int | None) -> list[str]:
             out.append(f"{what} pulses every {p} frames ({value:.1%} peak to peak)")
     if metrics.get("detail_retention", 1.0) < 0.2:
         out.append("little detail above the low-res clip's band after frame 0 (upsampled-looking)")
+    if metrics.get("join_score", 0.0) > JOIN_FLAG:
+        out.append(f"a Stage I window join steps {metrics['join_score']:.1f}x the typical frame-to-frame change")
     if metrics.get("camera_motion_match") == 0.0:
         out.append("the camera motion is not the one the prompt names")
     return out
@@ -223,7 +239,8 @@ def evaluate_video(path: Path, cfg: EvalConfig, image, truth: Tensor | None, net
     reference = to_tensor(fit(image, h, w))[0]  # the input image as `generate` fits it
     info = sidecar(path)
     starts, prompt = segment_starts(info, n, cfg.segment_frames), prompt_of(info, cfg.prompt)
-    metrics, per_frame, word = classical(video, reference, low_res_factor(cfg.low_res, h, w), starts, prompt)
+    joins = stage1_joins(info, n, cfg.joins)
+    metrics, per_frame, word = classical(video, reference, low_res_factor(cfg.low_res, h, w), starts, prompt, joins)
     if truth is not None:
         more, curves = against_truth(video, truth, starts)
         metrics, per_frame = metrics | more, per_frame | curves
@@ -231,6 +248,7 @@ def evaluate_video(path: Path, cfg: EvalConfig, image, truth: Tensor | None, net
     metrics, per_frame = metrics | more, per_frame | curves
     period = (starts[1] - starts[0]) if len(starts) > 1 else None
     return {"path": str(path), "frames": n, "height": h, "width": w, "fps": fps, "segment_starts": starts,
+            "joins": joins,
             "prompt": prompt, "camera_motion": word, "flags": flags(metrics, period),
             "metrics": {k: _finite(v) for k, v in metrics.items()},
             "per_frame": {k: [_finite(x) for x in v] for k, v in per_frame.items()}}
@@ -275,6 +293,8 @@ COLUMNS = (  # (metric, header, format): the markdown table; the JSON holds ever
     ("detail_pulse", "detail pulse /4", "{:.3f}"), ("flicker", "flicker", "{:.2f}"),
     ("flow_warp_error", "warp error", "{:.2f}"), ("dynamic_degree", "dynamic degree", "{:.2f}"),
     ("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("psnr_last_third", "PSNR last third", "{:.2f}"),
+    ("join_score", "join", "{:.2f}"), ("colour_drift", "colour drift", "{:.1f}"),
+    ("join_motion", "join motion", "{:.2f}"),
     ("seam", "seam", "{:.3f}"), ("lpips", "LPIPS", "{:.4f}"), ("dists", "DISTS", "{:.4f}"),
     ("subject_consistency", "subject consistency", "{:.4f}"), ("clip_iqa", "CLIP-IQA", "{:.3f}"),
 )
@@ -329,9 +349,11 @@ def plot(result: dict, path: Path) -> None:
                 ax.plot(range(len(y)), y, label=Path(v["path"]).name, lw=1.2)
         for start in videos[0]["segment_starts"]:
             ax.axvline(start - 0.5, color="grey", ls="--", lw=0.7)
+        for join in videos[0].get("joins", []):
+            ax.axvline(join - 0.5, color="tab:red", ls=":", lw=1.0)
         ax.set_ylabel(title, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("frame (dashed: segment starts)")
+    axes[-1, 0].set_xlabel("frame (dashed: segment starts; dotted red: Stage I window joins)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.03 * ((len(labels) + 2) // 3), 1, 1))
