@@ -139,15 +139,14 @@ class SegmentWriter:
     def __init__(self, vae: WanVAE, sink: FrameSink, timer: StageTimer, tile: int | None = None, overlap: int = 4,
                  shard: Shard | None = None):
         self.decoder, self.sink, self.timer = vae.decoder(tile, overlap, shard), sink, timer
-        self.next_block = 0
 
-    def __call__(self, segment: Segment, latents: torch.Tensor) -> None:
-        for block in range(self.next_block, segment.blocks[-1] + 1):
+    def __call__(self, blocks: torch.Tensor) -> None:
+        """The clip's next latent blocks (1, z, n, h, w), the anchor first."""
+        for j in range(blocks.shape[2]):
             with self.timer("decode"):
-                frames = self.decoder(latents[:, :, block : block + 1])
+                frames = self.decoder(blocks[:, :, j : j + 1])
             with self.timer("write"):  # H.264 encoding on the CPU
                 self.sink.write(frames)
-        self.next_block = segment.blocks[-1] + 1
 
 
 def as_output(out: str | Path | Output | None) -> Output:
@@ -281,17 +280,19 @@ class Run(Setup):
             shard = parallel.decode_shard() if self.split else None  # tiles over the processes
             write = (SegmentWriter(self.comps.stage2.vae, sink, self.timer, p.decode_tile, p.tile_overlap, shard)
                      if p.decode_order == "segment" else None)
+            if write is not None:
+                write(z_ref[:, :, :1])  # the anchor: the input image's own latent
 
-            def on_segment(seg: Segment, latents: torch.Tensor) -> None:
+            def on_segment(seg: Segment, blocks: torch.Tensor) -> None:
                 if seg.index not in finished:  # on disk before anything else can fail
-                    self.work.save_segment(seg.index, latents[:, :, seg.blocks[0] : seg.blocks[-1] + 1])
+                    self.work.save_segment(seg.index, blocks)
                 if write is not None:
-                    write(seg, latents)
+                    write(blocks)
                 self.report("stage2 segments", seg.index + 1, n)
 
             latents = add_detail(self.comps.stage2, z_ref, text, self.cfg.stage2, self.cfg.seed, on_segment=on_segment,
                                  on_step=lambda seg, i, k: self.report(f"segment {seg.index + 1}/{n}", i, k),
-                                 finished=finished)
+                                 finished=finished, keep_all=write is None)
             if write is None:
                 with self.timer("decode"):
                     frames = decode_tile_major(self.comps.stage2.vae, latents, p.decode_tile, p.tile_overlap)

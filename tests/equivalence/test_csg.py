@@ -63,3 +63,32 @@ def test_csg_is_reproducible(inputs, stage2_concat):
     a = add_detail(stage2_concat, z_ref, text, _cfg(), 3)
     assert torch.equal(a, add_detail(stage2_concat, z_ref, text, _cfg(), 3))
     assert not torch.equal(a, add_detail(stage2_concat, z_ref, text, _cfg(), 4))
+
+
+def test_streamed_csg_hands_over_the_same_blocks_and_keeps_only_the_window(inputs, stage2_concat):
+    """keep_all=False (the pipeline's streaming decode): every segment's blocks equal the whole-clip run's, and
+    no more finished blocks are held than the next windows read (anchor + N neighbours)."""
+    from swifti2v.plan import stage2_plan
+    from swifti2v.sampling.csg import still_needed
+
+    z_ref, text = inputs
+    sch = ScheduleConfig(steps=2, shift=3.0, sampler="renoise")
+    whole = add_detail(stage2_concat, z_ref, text, _cfg(schedule=sch), 3)
+    parts = []
+    assert add_detail(stage2_concat, z_ref, text, _cfg(schedule=sch), 3, keep_all=False,
+                      on_segment=lambda seg, blocks: parts.append((seg.blocks, blocks))) is None
+    assert torch.equal(torch.cat([z_ref[:, :, :1], *[b for _, b in parts]], dim=2), whole)
+    plan = stage2_plan(_cfg(), BLOCKS)
+    assert [s.blocks for s in plan] == [b for b, _ in parts]
+    made = {0}
+    for segment, needed in zip(plan, still_needed(plan), strict=True):
+        made |= set(segment.blocks)
+        assert len(needed & made) <= 1 + _cfg().neighbor_blocks  # what stays held after this segment
+
+
+def test_a_blocks_noise_does_not_depend_on_the_clip_length():
+    from swifti2v.sampling.noise import BlockNoise
+
+    short, long = BlockNoise(0, "stage2", (1, 4, 5, 2, 3)), BlockNoise(0, "stage2", (1, 4, 50, 2, 3))
+    assert torch.equal(short.blocks([1, 2, 4]), long.blocks([1, 2, 4]))
+    assert not torch.equal(short.blocks([1]), short.blocks([2]))

@@ -32,6 +32,7 @@ from swifti2v.models.adapter import high_noise
 from swifti2v.models.components import load_stage1, load_stage2
 from swifti2v.reference import hybrid_reference
 from swifti2v.sampling import clip_noise, flow_sigmas, step_noises
+from swifti2v.sampling.noise import BlockNoise, block_step_noises
 from swifti2v.stage1 import generate_motion
 from swifti2v.stage2 import add_detail
 
@@ -155,10 +156,10 @@ def test_refine_in_one_window_equals_diffusers_ti2v(wan_folders, image_file, cas
     cfg = Stage2Config(mode="refine", model=str(wan_folders / "ti2v"), schedule=schedule, csg=False)
     ours = add_detail(stage2, z_ref, text, cfg, SEED)
 
-    shape = tuple(z_ref.shape)
-    start_latents = (1 - start) * z_ref + start * clip_noise(SEED, "stage2", shape)  # refine's SDEdit start
-    pipe = diffusers_pipeline(wan_folders / "ti2v", schedule, step_noises(SEED, "stage2", shape, steps, sampler),
-                              monkeypatch)
+    shape, every = tuple(z_ref.shape), range(z_ref.shape[2])  # Stage II draws its noise block by block
+    start_latents = (1 - start) * z_ref + start * BlockNoise(SEED, "stage2", shape).blocks(every)  # SDEdit start
+    fresh = [n.blocks(every) for n in block_step_noises(SEED, "stage2", shape, steps, sampler) or []]
+    pipe = diffusers_pipeline(wan_folders / "ti2v", schedule, fresh, monkeypatch)
     theirs = pipe(image=image, prompt_embeds=text, height=height, width=width, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=1.0, latents=start_latents, output_type="latent").frames
     assert ours.shape == theirs.shape

@@ -1,6 +1,9 @@
-"""`swifti2v bench cost` through the command line, run in this process: JSON out, user errors in one line."""
+"""`swifti2v bench cost` and `bench scaling --long` through the command line, run in this process: JSON out, user
+errors in one line."""
 
 import json
+
+import pytest
 
 from conftest import run_cli
 
@@ -22,3 +25,19 @@ def test_bench_cost_gpus_flag(capsys):
     assert [x["gpus"] for x in rows] == [1, 2] and rows[1]["kind"] == "ring" and rows[1]["link_gbps"] == 50
     bad = run_cli(capsys, "bench", "cost", "--gpus", "0")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--gpus" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_bench_scaling_long_measures_both_join_methods(capsys, tmp_path):
+    """Four real `generate` processes (debug-random, one window at 5 frames, two at 37), both join methods."""
+    out = run_cli(capsys, "bench", "scaling", "--long", "--preset", "debug-random", "--frames", "5,37", "-q",
+                  "--out", str(tmp_path / "long"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "long.json").read_text())
+    rows = {(r["mode"], r["frames"]): r for r in result["table"]}
+    assert set(rows) == {(m, f) for m in ("last-frame", "context") for f in (5, 37)}
+    assert rows["last-frame", 37]["stage1_windows"] == rows["context", 37]["stage1_windows"] == 2
+    assert all(r["stage1_peak_gib"] > 0 and r["stage2_peak_gib"] > 0 for r in rows.values())
+    assert rows["context", 5]["wall_per_frame_s_ratio"] == 1.0
+    assert "| context | 37 | 2 |" in (tmp_path / "long.md").read_text()

@@ -105,7 +105,8 @@ def run_cost(c: CostConfig) -> dict:
     latents = latents_gib(cfg, models)
     return {
         "config": asdict(c), "preset": cfg.preset,
-        "video": {"height": v.height, "width": v.width, "frames": v.frames, "blocks": v.num_blocks},
+        "video": {"height": v.height, "width": v.width, "frames": v.frames, "blocks": v.num_blocks,
+                  "stage1_windows": len(stage1_calls), "extend": cfg.stage1.extend},
         "rows": rows, "vae": vae, "weights": w, "latents_gib": latents,
         "memory_modes": mode_peaks(rows, vae, w, latents),
         "totals": _totals(rows, vae, c),
@@ -284,9 +285,11 @@ def _n(x: float) -> str:
 
 def to_markdown(r: dict) -> str:
     v, c = r["video"], r["config"]
+    windows = v.get("stage1_windows", 1)
     lines = [f"Cost model: `--preset {r['preset']}`, {v['width']}x{v['height']}x{v['frames']} "
-             f"({v['blocks']} latent blocks). Seconds are a **prediction**: FLOPs / ({c['peak_tflops']:.0f} TFLOP/s "
-             f"x {c['efficiency']:.2f}).", "",
+             f"({v['blocks']} latent blocks; Stage I in {windows} window{'s' if windows > 1 else ''}"
+             f"{', --extend ' + v['extend'] if windows > 1 else ''}). Seconds are a **prediction**: FLOPs / "
+             f"({c['peak_tflops']:.0f} TFLOP/s x {c['efficiency']:.2f}).", "",
              "| stage | DiT calls | tokens (largest call) | TFLOP linear + attention | TFLOP | predicted s | "
              "activations GiB | + per-token modulation GiB | math-kernel L×L scores GiB |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -301,9 +304,10 @@ def to_markdown(r: dict) -> str:
                      f"{_n(row['peak_gib'])} | | |")
     t = r["totals"]
     ours, e2e, base = t["swifti2v"], t["swifti2v_end_to_end_stage2"], t["baseline"]
-    lines += ["", "| run | TFLOP | predicted s | vs swifti2v |", "|---|---|---|---|"]
+    lines += ["", "| run | TFLOP | predicted s | s per frame | vs swifti2v |", "|---|---|---|---|---|"]
     for name, row in (("swifti2v (CSG)", ours), ("swifti2v with end-to-end Stage II", e2e), ("baseline", base)):
-        lines.append(f"| {name} | {_n(row['tflop'])} | {_n(row['seconds'])} | {row['tflop'] / ours['tflop']:.1f}× |")
+        lines.append(f"| {name} | {_n(row['tflop'])} | {_n(row['seconds'])} | {row['seconds'] / v['frames']:.3f} | "
+                     f"{row['tflop'] / ours['tflop']:.1f}× |")
     w = r["weights"]
     lines += ["", f"Weights: Stage I DiT {w['stage1']['params_b']:.2f} B params = {w['stage1']['bf16']:.1f} GiB bf16 / "
               f"{w['stage1']['fp8']:.1f} GiB fp8 / {w['stage1']['fp8_streamed']:.2f} GiB resident when streamed; "

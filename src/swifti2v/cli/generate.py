@@ -71,8 +71,10 @@ def _print_plan(info: dict) -> None:
     print(f"{info['preset']}: {v['width']}x{v['height']}x{v['frames']}, {info['blocks']} latent blocks, "
           f"{info['num_segments']} segments, {info['tokens_per_block']} tokens/block")
     s1 = info["stage1"]
+    how = {"last-frame": "each next one from the last frame", "context": "overlapping, denoised together"}
+    joins = f"; joins before frames {s1['joins']}" if s1["joins"] else ""
     print(f"Stage I at {s1['width']}x{s1['height']}: {len(s1['windows'])} window(s) of {s1['windows']} frames "
-          "(each next one from the last frame)")
+          f"({how[s1['extend']]}{joins})")
     print(f"largest window {info['largest_window_tokens']} tokens; whole clip {info['whole_clip_tokens']} tokens")
     for seg in info["segments"]:
         print(f"  segment {seg['index']}: blocks {seg['blocks']} neighbors {seg['neighbors']} "

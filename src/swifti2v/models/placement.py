@@ -17,6 +17,9 @@ On the CPU "the accelerator" is the CPU itself: moves are no-ops, the rest still
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,6 +108,8 @@ class Placer:
         finally:
             if self.p.offload_idle:
                 self._move(modules, torch.device("cpu"))
+            if self.device.type == "cpu":
+                trim_heap()  # what the stage freed goes back to the system, not into the next stage's peak
 
     def _move(self, modules: list[torch.nn.Module], device: torch.device) -> None:
         for m in modules:
@@ -137,3 +142,20 @@ class Placer:
         if name == "reference":
             return ([s1.vae.vae] if s1 is not None else []) + [comps.stage2.vae.vae]
         return [comps.stage2.transformer, comps.stage2.vae.vae]
+
+
+@functools.cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def trim_heap() -> None:
+    """Return the heap pages freed so far to the system (glibc's malloc_trim): freed activations otherwise stay
+    resident, so a stage's peak would carry the one before it. A no-op where the C library has no malloc_trim."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

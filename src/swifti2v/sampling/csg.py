@@ -4,16 +4,18 @@ Block 0 of the latent is the input image (the anchor). Segment s starts at block
 in time order, [anchor (clean)] + [N previous generated blocks (clean)] + [M noisy blocks], each with its
 z_ref block, full bidirectional attention, temporal RoPE at the blocks' global indices. Finished blocks
 are written to the output buffer and the next segment starts at a_s + M. Peak memory is set by the
-window (1+N+M blocks), never by the clip length.
+window (1+N+M blocks), never by the clip length: finished blocks no later window needs are let go (unless the
+caller wants the whole clip back), and noise is drawn per block (BlockNoise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from swifti2v.sampling.noise import BlockNoise
 from swifti2v.sampling.steps import StepFn
 
 Tensor = torch.Tensor
@@ -75,22 +77,38 @@ def whole_clip_plan(num_blocks: int) -> tuple[Segment, ...]:
 ModelFn = Callable[[Tensor, Tensor, Window], Tensor]
 
 
-def _blocks(x: Tensor, index: Sequence[int]) -> Tensor:
-    """Latent blocks `index` of x (B, C, F, H, W); the index goes to the device without a host sync."""
+Blocks = Tensor | Mapping[int, Tensor] | BlockNoise  # a whole clip (B, C, F, H, W), some of its blocks, or noise
+
+
+def _blocks(x: Blocks, index: Sequence[int]) -> Tensor:
+    """Latent blocks `index` of x; a tensor's index goes to the device without a host sync."""
+    if isinstance(x, BlockNoise):
+        return x.blocks(index)
+    if isinstance(x, Mapping):
+        return torch.cat([x[i] for i in index], dim=2)
     return x.index_select(2, torch.tensor(list(index), dtype=torch.long).to(x.device, non_blocking=True))
+
+
+def still_needed(plan: Sequence[Segment]) -> list[set[int]]:
+    """For each segment of the plan, the finished blocks a later segment's window reads (its clean context)."""
+    needed, later = [], set()
+    for segment in reversed(plan):
+        needed.append(set(later))
+        later |= set(segment.context)
+    return needed[::-1]
 
 
 def sample_segment(
     model_fn: ModelFn,
-    done: Tensor,
+    done: Blocks,
     z_ref: Tensor,
-    noise: Tensor,
+    noise: Blocks,
     sigmas: Tensor,
     segment: Segment,
     *,
     concat_reference: bool,
     step: StepFn,
-    step_noise: Sequence[Tensor] | None = None,
+    step_noise: Sequence[Blocks] | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Denoise one segment's blocks; the clean context is read from `done`. Returns (B, C, M, H, W) fp32."""
@@ -114,35 +132,40 @@ def sample_segment(
 def csg_sample(
     model_fn: ModelFn,
     z_ref: Tensor,
-    noise: Tensor,
+    noise: Blocks,
     sigmas: Tensor,
     plan: Sequence[Segment],
     *,
     concat_reference: bool,
     step: StepFn,
-    step_noise: Sequence[Tensor] | None = None,
+    step_noise: Sequence[Blocks] | None = None,
     on_segment: Callable[[Segment, Tensor], None] | None = None,
     on_step: Callable[[Segment, int, int], None] | None = None,
     finished: dict[int, Tensor] | None = None,
-) -> Tensor:
-    """Generate every block after the anchor, segment by segment. z_ref, noise: whole clip (B, C, F, H, W).
+    keep_all: bool = True,
+) -> Tensor | None:
+    """Generate every block after the anchor, segment by segment. z_ref: whole clip (B, C, F, H, W); noise: the
+    same shape, or a BlockNoise.
 
     model_fn(x_window, per_frame_sigma, Window) -> velocity for the window. The anchor (block 0) is
-    z_ref's block 0: the causal VAE encodes the input image alone into it. `on_segment(seg, done)` is
-    called as soon as a segment's blocks are final (e.g. to decode and write them). `finished` holds
-    segments already generated (by index, their blocks): they are taken as they are, not generated again.
+    z_ref's block 0: the causal VAE encodes the input image alone into it. `on_segment(seg, blocks)` is
+    called with a segment's blocks (B, C, M, H, W) as soon as they are final (e.g. to decode and write them).
+    `finished` holds segments already generated (by index, their blocks): they are taken as they are, not
+    generated again. Returns the whole clip's latents, fp32; with keep_all=False, None, and only the blocks a
+    later window reads are kept along the way.
     """
-    done = torch.zeros_like(z_ref, dtype=torch.float32)
-    done[:, :, :1] = z_ref[:, :, :1]
+    done: dict[int, Tensor] = {0: z_ref[:, :, :1].float()}
     finished = finished or {}
-    for segment in plan:
+    for segment, needed in zip(plan, still_needed(plan), strict=True):
         cb = None if on_step is None else (lambda i, n, seg=segment: on_step(seg, i, n))
         if segment.index in finished:
-            blocks = finished[segment.index].to(done.device, done.dtype)
+            blocks = finished[segment.index].to(z_ref.device, torch.float32)
         else:
             blocks = sample_segment(model_fn, done, z_ref, noise, sigmas, segment, concat_reference=concat_reference,
                                     step=step, step_noise=step_noise, callback=cb)
-        done[:, :, segment.blocks[0] : segment.blocks[-1] + 1] = blocks
+        done.update({b: blocks[:, :, j : j + 1] for j, b in enumerate(segment.blocks)})
         if on_segment is not None:
-            on_segment(segment, done)
-    return done
+            on_segment(segment, blocks)
+        if not keep_all:
+            done = {b: x for b, x in done.items() if b in needed}
+    return torch.cat([done[b] for b in range(z_ref.shape[2])], dim=2) if keep_all else None
