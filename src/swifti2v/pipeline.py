@@ -28,7 +28,7 @@ from swifti2v.memory import MemoryChoice, check_fits, resolve_memory_mode
 from swifti2v.models import parallel, quant
 from swifti2v.models.components import Components, check_gguf_files, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import fuse_loras
-from swifti2v.models.placement import Placer, get_placement, load_device
+from swifti2v.models.placement import Placer, get_placement, load_device, trim_heap
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import Shard, WanVAE, decode_tile_major, frame_windows
 from swifti2v.outputs import FrameSink, Output, check_paths, write_video
@@ -284,6 +284,8 @@ class Run(Setup):
                 write(z_ref[:, :, :1])  # the anchor: the input image's own latent
 
             def on_segment(seg: Segment, blocks: torch.Tensor) -> None:
+                if self.device.type == "cpu":
+                    trim_heap()  # the window's freed activations: else fragments pile up segment after segment
                 if seg.index not in finished:  # on disk before anything else can fail
                     self.work.save_segment(seg.index, blocks)
                 if write is not None:

@@ -90,18 +90,17 @@ def generate_motion_context(
     starts = context_windows(video.num_blocks, window)
     first = stage1_velocity(c, image, text, cfg.window, device)
     grey = condition(c, torch.zeros(1, 3, image.height, image.width), cfg.window, device)  # mask on frame 0
-    later = dataclasses.replace(first, extra_channels=grey)
-    ramps = blend_ramps(starts, window, video.num_blocks)
+    ramps = [ramp.to(device) for ramp in blend_ramps(starts, window)]
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         total, weight = torch.zeros_like(x), torch.zeros(x.shape[2], device=x.device)
         for start, ramp in zip(starts, ramps, strict=True):
             part = slice(start, start + window)
             model = first
-            if start:
-                v_so_far = total[:, :, start] / weight[start]
-                model = dataclasses.replace(later, extra_channels=grey.clone())
-                model.extra_channels[:, 4:, 0] = x[:, :, start] - sigma * v_so_far  # x0 of the window's first frame
+            if start:  # conditioned on x0 = x - sigma v of its first frame, from the windows before it
+                cond = grey.clone()
+                cond[:, 4:, 0] = x[:, :, start] - sigma * total[:, :, start] / weight[start]
+                model = dataclasses.replace(first, extra_channels=cond)
             total[:, :, part] += model(x[:, :, part], sigma) * ramp.view(1, 1, -1, 1, 1)
             weight[part] += ramp
         return total / weight.view(1, 1, -1, 1, 1)
@@ -114,7 +113,7 @@ def generate_motion_context(
                   step_noises(seed, "stage1", shape, sch.steps, sch.sampler, device), on_step)
 
 
-def blend_ramps(starts: list[int], window: int, blocks: int) -> list[torch.Tensor]:
+def blend_ramps(starts: list[int], window: int) -> list[torch.Tensor]:
     """Each context window's blend weight per block: 1, ramping linearly down across its overlap with the next
     window and up across its overlap with the previous one (never 0, so every block has a weight)."""
     ramps = []

@@ -80,7 +80,7 @@ def test_blend_ramps_weigh_every_block_and_hand_over_in_the_overlap():
     from swifti2v.stage1 import blend_ramps
 
     starts, window, blocks = [0, 6, 12], 9, 21
-    ramps = blend_ramps(starts, window, blocks)
+    ramps = blend_ramps(starts, window)
     total = torch.zeros(blocks)
     for start, ramp in zip(starts, ramps, strict=True):
         total[start:start + window] += ramp
