@@ -28,7 +28,7 @@ from swifti2v.memory import MemoryChoice, check_fits, resolve_memory_mode
 from swifti2v.models import parallel, quant
 from swifti2v.models.components import Components, check_gguf_files, load_stage1, load_stage2, load_text_encoder
 from swifti2v.models.lora import fuse_loras
-from swifti2v.models.placement import Placer, get_placement, load_device, trim_heap
+from swifti2v.models.placement import Placer, get_placement, load_device, steady_heap, trim_heap
 from swifti2v.models.speed import check_attention, compile_blocks, set_attention
 from swifti2v.models.vae import Shard, WanVAE, decode_tile_major, frame_windows
 from swifti2v.outputs import FrameSink, Output, check_paths, write_video
@@ -184,6 +184,8 @@ class Run(Setup):
         """Resolve the config, check every output path, open the work directory, then load (or take) the
         models: a bad path fails before anything loads."""
         s = setup(cfg, force)
+        if s.device.type == "cpu":
+            steady_heap()  # the resident set follows what is alive, window after window
         check_paths(output, work.path)
         key = fingerprint(s.cfg, inputs)
         path = work.path or (default_path(output.video) if output.video is not None
