@@ -206,8 +206,10 @@ def plot_long(result: dict, path: Path, plt) -> None:
         axes[1].plot(frames, [r["stage2_peak_gib"] for r in rows], style, alpha=0.5, label=f"{mode}: Stage II")
     axes[0].set(xlabel="frames", ylabel="wall seconds per frame", title="time per frame", ylim=(0, None))
     axes[1].set(xlabel="frames", ylabel="GiB", title="peak memory per stage", ylim=(0, None))
+    frames = sorted({r["frames"] for r in result["table"]})
     for ax in axes:
         ax.set_xscale("log", base=2)
+        ax.set_xticks(frames, [str(f) for f in frames])
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(f"swifti2v bench scaling --long --preset {result['config']['preset']}")
