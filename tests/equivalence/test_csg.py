@@ -92,3 +92,13 @@ def test_a_blocks_noise_does_not_depend_on_the_clip_length():
     short, long = BlockNoise(0, "stage2", (1, 4, 5, 2, 3)), BlockNoise(0, "stage2", (1, 4, 50, 2, 3))
     assert torch.equal(short.blocks([1, 2, 4]), long.blocks([1, 2, 4]))
     assert not torch.equal(short.blocks([1]), short.blocks([2]))
+
+
+def test_the_no_anchor_ablation_streams_too(inputs, stage2_concat):
+    """Without the anchor and neighbours a window has no clean context at all: streamed or not, the same blocks."""
+    z_ref, text = inputs
+    cfg = _cfg(anchor=False, neighbor_blocks=0)
+    whole = add_detail(stage2_concat, z_ref, text, cfg, 3)
+    parts = []
+    add_detail(stage2_concat, z_ref, text, cfg, 3, keep_all=False, on_segment=lambda seg, blocks: parts.append(blocks))
+    assert torch.equal(torch.cat(parts, dim=2), whole[:, :, 1:])

@@ -112,7 +112,7 @@ def sample_segment(
     callback: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Denoise one segment's blocks; the clean context is read from `done`. Returns (B, C, M, H, W) fp32."""
-    context = _blocks(done, segment.context)
+    context = _blocks(done, segment.context) if segment.context else z_ref[:, :, :0].float()  # no-anchor ablation
     s0 = float(sigmas[0])
     # refine mode starts below sigma 1 from z_ref (SDEdit); at s0 = 1 this is pure noise.
     x = (1 - s0) * _blocks(z_ref, segment.blocks) + s0 * _blocks(noise, segment.blocks)
