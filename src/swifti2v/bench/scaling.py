@@ -68,10 +68,11 @@ def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path
     info = json.loads(out.with_suffix(".json").read_text())
     seconds = info["seconds"]
     memory, stages = info["memory"], info.get("stage_peak_gib", {})
+    peak = memory.get("peak_allocated_gib", memory.get("peak_rss_gib"))
     return {"frames": frames, "mode": mode, "wall_s": round(wall, 2),
-            "stage2_s": round(seconds.get("stage2", 0.0), 2), "seconds": seconds,
-            "peak_gib": memory.get("peak_allocated_gib", memory.get("peak_rss_gib")), "memory": memory,
-            "stage1_peak_gib": stages.get("stage1"), "stage2_peak_gib": stages.get("stage2"),
+            "stage2_s": round(seconds.get("stage2", 0.0), 2), "seconds": seconds, "peak_gib": peak, "memory": memory,
+            # per stage where the system reports it (CUDA, Linux), else the process's peak
+            "stage1_peak_gib": stages.get("stage1", peak), "stage2_peak_gib": stages.get("stage2", peak),
             "stage1_windows": len(info["plan"]["stage1"]["windows"]),
             "largest_window_tokens": info["plan"]["largest_window_tokens"]}
 
