@@ -246,8 +246,7 @@ def _settings(studio: Studio) -> SimpleNamespace:
     with gr.Row():
         w.height = gr.Number(base.video.height, label="Height", precision=0, elem_id="height")
         w.width = gr.Number(base.video.width, label="Width", precision=0, elem_id="width")
-        w.frames = gr.Number(base.video.frames, label="Frames (4k+1, any length >= 5; longer than Stage I's window "
-                             "runs it in several)", precision=0, elem_id="frames")
+        w.frames = gr.Number(base.video.frames, label="Frames (4k+1, any length)", precision=0, elem_id="frames")
     with gr.Row():
         w.seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
         w.dice = gr.Button("Random seed", elem_id="random-seed")
