@@ -1,3 +1,3 @@
-from swifti2v.cli.main import main
+from swifti2v.cli.main import entry
 
-main()
+entry()

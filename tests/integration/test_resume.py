@@ -77,17 +77,17 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, image_file, 
 
 def test_changed_input_is_refused_unless_restart(tmp_path, image_file, reference):
     out = tmp_path / "clip.mp4"
-    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
+    pipeline.generate(replace(CFG, seed=1), image_file, PROMPT, out, work=WorkOptions(keep=True))
     assert (default_path(out) / "manifest.json").is_file()
+    assert not np.array_equal(frames_of(out), reference)
     with pytest.raises(UserError, match="--restart"):
-        pipeline.generate(CFG, image_file, "a different prompt", out)
+        pipeline.generate(replace(CFG, seed=1), image_file, "a different prompt", out)
     with pytest.raises(UserError, match="--restart"):
-        pipeline.generate(replace(CFG, seed=1), image_file, PROMPT, out)
+        pipeline.generate(CFG, image_file, PROMPT, out)
+    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(restart=True, keep=True))
+    assert np.array_equal(frames_of(out), reference), "the seed-1 work was thrown away, not mixed in"
     pipeline.generate(CFG, image_file, PROMPT, out)  # the same command: everything resumed, then cleaned up
     assert np.array_equal(frames_of(out), reference) and not default_path(out).exists()
-    pipeline.generate(CFG, image_file, PROMPT, out, work=WorkOptions(keep=True))
-    pipeline.generate(replace(CFG, seed=1), image_file, PROMPT, out, work=WorkOptions(restart=True))
-    assert not np.array_equal(frames_of(out), reference)
 
 
 def test_a_run_that_fails_before_finishing_anything_leaves_no_work_directory(tmp_path, image_file):

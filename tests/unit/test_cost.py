@@ -63,6 +63,17 @@ def test_trace_peak_counts_live_tensors_and_views_once():
     assert trace_peak(work) == 8000
 
 
+@pytest.mark.parametrize("cfg,image", [(specs.WAN22_TI2V_5B, 0), (specs.WAN21_I2V_14B, specs.CLIP_TOKENS)])
+def test_activation_peak_does_not_depend_on_the_number_of_blocks(cfg, image):
+    """dit_memory traces two blocks: the peak of a deeper stack of the same blocks is the same."""
+    from swifti2v.footprint import _dit_memory, dit_memory
+
+    call = DiTCall(5, 16, 24, image_tokens=image, mixed_timesteps=True)
+    deeper = _dit_memory({**cfg, "num_layers": 5}, call, per_token=True)
+    assert dit_memory(cfg, call) == pytest.approx(deeper)
+    assert deeper["activations_gib"] > deeper["input_gib"] > 0
+
+
 def test_per_frame_modulation_saves_the_per_token_tensor_at_2k():
     r = run_cost(CostConfig(preset="wan-2k-refine"))
     window = r["rows"]["stage2"]

@@ -46,6 +46,15 @@ def run(argv: list[str] | None = None) -> int:
         raise UserError(oom_advice(mode)) from e
 
 
+def entry() -> None:
+    """The `swifti2v` command's process (and `python -m swifti2v`): swifti2v's alone, so a CPU run may tune the
+    process-wide C allocator (placement.own_heap); `main` is the same command inside another program."""
+    from swifti2v.models.placement import own_heap
+
+    own_heap()
+    main()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         code = run(argv)

@@ -156,13 +156,26 @@ def _libc():
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
+_OWN_HEAP = False
+
+
+def own_heap() -> None:
+    """Mark this process as swifti2v's own (the `swifti2v` command, its UI and service): a CPU run may then tune
+    glibc's allocator, which is process-wide (`steady_heap`). A program that imports swifti2v keeps its own."""
+    global _OWN_HEAP
+    _OWN_HEAP = True
+
+
 def steady_heap(threshold: int = 1 << 20) -> None:
     """Allocations from `threshold` bytes up get their own pages, handed back when freed (glibc's mallopt
     M_MMAP_THRESHOLD, which also stops glibc raising the threshold as it goes): a DiT window's activations then
-    leave nothing behind, and the resident set follows what is alive. Measured on the tiny preset's Stage II at
-    129 frames: per-segment peaks 0.91-0.94 GiB instead of 1.00-1.18 GiB. A no-op without glibc."""
+    leave nothing behind, and the resident set follows what is alive, segment after segment. Measured on the tiny
+    preset (Stage II's peak at 33 -> 257 frames; Stage II's seconds at 33): glibc's own threshold 1.07 -> 1.20 GiB,
+    28.0 s; 16 MiB 0.93-0.98 -> 1.12-1.13 GiB (1.14-1.22x: where the smaller blocks land varies), 29.3 s; 1 MiB
+    0.88 -> 0.99 GiB (1.13x in both join methods), 30-32 s: every large allocation's pages are faulted in afresh.
+    A no-op unless `own_heap` was called, or without glibc."""
     libc = _libc()
-    if libc is not None and hasattr(libc, "mallopt"):
+    if _OWN_HEAP and libc is not None and hasattr(libc, "mallopt"):
         libc.mallopt(M_MMAP_THRESHOLD, threshold)
 
 
