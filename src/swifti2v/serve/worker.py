@@ -59,8 +59,10 @@ def worker_main(spec: WorkerSpec, worker_id: str) -> None:
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {spec.device}: %(message)s")
     from swifti2v.cli.common import quiet_libraries
+    from swifti2v.models.placement import own_heap
 
     quiet_libraries()
+    own_heap()  # a process of the service's own, as the command's is
     queue, runner = JobQueue(spec.url), Runner(spec)
     runner.load(spec.preset)
     while True:
