@@ -23,7 +23,7 @@ from swifti2v.workdir import WorkOptions, default_path
 
 PROMPT = "the camera pans left"
 CFG = replace(get_preset("debug-random"), video=replace(get_preset("debug-random").video, frames=37))  # 3 segments
-SHORT = replace(CFG, video=replace(CFG.video, frames=17))  # 2 segments, one Stage I window: for checks that need no long clip
+SHORT = replace(CFG, video=replace(CFG.video, frames=17))  # 2 segments, 1 Stage I window: checks without length
 
 
 def frames_of(path: Path) -> np.ndarray:
