@@ -179,6 +179,8 @@ class Stage2Config:
     neighbor_blocks: int = 1
     csg: bool = True
     anchor: bool = True  # False: leave the input image's tokens out of every window (an ablation)
+    tile: int = 0  # > 0: the model sees each window in overlapping spatial tiles of at most this many output pixels
+    # a side (overlap a quarter of it), blended (sampling/tiles.py); 0: whole frames
     geometry: LatentGeometry = LatentGeometry()
 
 
@@ -242,6 +244,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--segment-blocks {s2.segment_blocks} must be at least 1")
     if s2.neighbor_blocks < 0:
         raise UserError(f"--neighbor-blocks {s2.neighbor_blocks} must be 0 or more")
+    least = 4 * s2.geometry.vae_spatial * s2.geometry.patch[1]  # four DiT patches a side
+    if s2.tile and s2.tile < least:
+        raise UserError(f"--stage2-tile {s2.tile} is too small for this model; use 0 (whole frames) or at least {least}")
+    if s2.tile and cfg.parallel != "none":
+        raise UserError(f"--stage2-tile {s2.tile} runs each tile on one process; with --parallel use --stage2-tile 0")
     if s2.mode not in STAGE2_MODES:
         raise UserError(f"--mode {s2.mode!r} is unknown; use one of {', '.join(STAGE2_MODES)}")
     if cfg.memory_mode not in ("auto", *MEMORY_MODES):

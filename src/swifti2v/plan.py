@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from swifti2v.config import RunConfig, Stage2Config, stage1_size
 from swifti2v.sampling.csg import Segment, plan_segments, whole_clip_plan
+from swifti2v.sampling.tiles import spans
 
 
 def window_frames(frames: int, window: int) -> list[int]:
@@ -58,10 +59,25 @@ def stage2_plan(cfg: Stage2Config, num_blocks: int) -> tuple[Segment, ...]:
     return plan if cfg.anchor else tuple(replace(seg, anchor=False) for seg in plan)
 
 
+def tile_latent(cfg: Stage2Config) -> tuple[int, int]:
+    """Stage II's tile side and overlap in latent pixels (0, 0: whole frames)."""
+    side = cfg.tile // cfg.geometry.vae_spatial
+    return side, side // 4
+
+
+def stage2_tiles(cfg: Stage2Config, height: int, width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The latent rows and columns of Stage II's spatial tiles at this frame size (one each: whole frames)."""
+    g, (side, overlap) = cfg.geometry, tile_latent(cfg)
+    return (spans(height // g.vae_spatial, side, overlap, g.patch[1]),
+            spans(width // g.vae_spatial, side, overlap, g.patch[2]))
+
+
 def describe_plan(cfg: RunConfig) -> dict:
     v, s1, s2 = cfg.video, cfg.stage1, cfg.stage2
     plan = stage2_plan(s2, v.num_blocks)
     per_block = s2.geometry.tokens_per_block(v.height, v.width)
+    rows, cols = stage2_tiles(s2, v.height, v.width)
+    per_tile = (rows[0][1] - rows[0][0]) // s2.geometry.patch[1] * ((cols[0][1] - cols[0][0]) // s2.geometry.patch[2])
     low_h, low_w = stage1_size(v, cfg.stage1)
     return {
         "preset": cfg.preset,
@@ -74,6 +90,8 @@ def describe_plan(cfg: RunConfig) -> dict:
         "segments": [{**seg.to_dict(), "tokens": len(seg.positions) * per_block} for seg in plan],
         "tokens_per_block": per_block,
         "largest_window_tokens": max(len(seg.positions) for seg in plan) * per_block,
+        "stage2_tiles": len(rows) * len(cols),
+        "largest_call_tokens": max(len(seg.positions) for seg in plan) * per_tile,  # one DiT call: a window's tile
         "whole_clip_tokens": v.num_blocks * per_block,
         "stage1": {"height": low_h, "width": low_w, "extend": s1.extend,
                    "windows": stage1_windows(v.frames, s1.window, s1.extend),

@@ -138,7 +138,7 @@ def get_preset(name: str) -> RunConfig:
 OVERRIDES = ("height", "width", "frames", "fps", "seed", "stage1_steps", "lora", "mode", "stage2",
              "stage2_steps", "stage2_sampler", "start_sigma", "segment_blocks", "neighbor_blocks", "no_csg",
              "device", "dtype", "memory_mode", "attention", "compile", "parallel", "quant", "stage1_weights",
-             "stage2_weights", "extend")
+             "stage2_weights", "extend", "stage2_tile")
 # Those that choose or place the models: fixed once the models are loaded.
 MODEL_OVERRIDES = ("lora", "mode", "stage2", "device", "dtype", "memory_mode", "attention", "compile", "parallel",
                    "quant", "stage1_weights", "stage2_weights")
@@ -164,7 +164,7 @@ def with_overrides(cfg: RunConfig, **settings) -> RunConfig:
         stage1 = replace(stage1, weights=weights_list(get("stage1_weights"), stage1.weights))
     mode = get("mode") or ("concat" if get("stage2") else None)
     stage2 = _set(cfg.stage2, mode=mode, checkpoint=get("stage2"), weights=get("stage2_weights"),
-                  segment_blocks=get("segment_blocks"), neighbor_blocks=get("neighbor_blocks"),
+                  segment_blocks=get("segment_blocks"), neighbor_blocks=get("neighbor_blocks"), tile=get("stage2_tile"),
                   csg=False if get("no_csg") else None,
                   schedule=_set(cfg.stage2.schedule, steps=get("stage2_steps"), sampler=get("stage2_sampler"),
                                 start_sigma=get("start_sigma")))

@@ -9,9 +9,18 @@ import torch
 from swifti2v.config import Stage2Config
 from swifti2v.models.adapter import WanVelocity
 from swifti2v.models.components import Stage2Components
-from swifti2v.plan import stage2_plan
+from swifti2v.plan import stage2_plan, tile_latent
 from swifti2v.sampling import STEPS, Segment, csg_sample, flow_sigmas
 from swifti2v.sampling.noise import BlockNoise, block_step_noises
+from swifti2v.sampling.tiles import tiled
+
+
+def in_tiles(model_fn, cfg: Stage2Config):
+    """The window's model call, in spatial tiles of cfg.tile output pixels (a quarter overlapping) when set."""
+    if not cfg.tile:
+        return model_fn
+    side, overlap = tile_latent(cfg)
+    return tiled(model_fn, (side, side), (overlap, overlap), align=cfg.geometry.patch[1])
 
 
 @torch.no_grad()
@@ -33,7 +42,7 @@ def add_detail(
     noise = BlockNoise(seed, "stage2", shape, z_ref.device)
     sch = cfg.schedule
     return csg_sample(
-        WanVelocity(c.transformer, text, prediction=c.prediction),
+        in_tiles(WanVelocity(c.transformer, text, prediction=c.prediction), cfg),
         z_ref,
         noise,
         flow_sigmas(sch.steps, sch.shift, sch.start_sigma),

@@ -41,3 +41,19 @@ def test_bench_scaling_long_measures_both_join_methods(capsys, tmp_path):
     assert all(r["stage1_peak_gib"] > 0 and r["stage2_peak_gib"] > 0 for r in rows.values())
     assert rows["context", 5]["wall_per_frame_s_ratio"] == 1.0
     assert "| context | 37 | 2 |" in (tmp_path / "long.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_bench_scaling_tiles_compares_tiled_stage2_with_whole_frames(capsys, tmp_path):
+    """Two real `generate` processes (debug-random, 5 frames): Stage II in 128-px tiles (3 across) and whole."""
+    out = run_cli(capsys, "bench", "scaling", "--tiles", "128", "--preset", "debug-random", "--frames", "5", "-q",
+                  "--out", str(tmp_path / "tiles"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "tiles.json").read_text())
+    (row,) = result["table"]
+    assert row["tiles"]["stage2_s"] > 0 and row["whole"]["stage2_s"] > 0 and row["stage2_ratio"] > 0
+    assert {r["mode"] for r in result["runs"]} == {"tiles", "whole"}
+    assert "whole÷tiles" in (tmp_path / "tiles.md").read_text()
+    bad = run_cli(capsys, "bench", "scaling", "--tiles", "128", "--long", "-q", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--tiles" in bad.stderr

@@ -63,3 +63,10 @@ def test_stage1_sigma_range_is_used(clip, emb, models):
     zero = _ref(clip, emb, models, kind="stage1", sigma_min=0.0, sigma_max=0.0)
     assert torch.equal(zero, _ref(clip, emb, models, seed=5, kind="stage1", sigma_min=0.0, sigma_max=0.0))
     assert not torch.equal(zero, _ref(clip, emb, models, kind="stage1", sigma_min=0.5, sigma_max=0.5))
+
+
+def test_stage1_oracle_share_mixes_in_the_clean_downsample(clip, emb, models):
+    clean = _ref(clip, emb, models, kind="downsample")
+    assert torch.equal(_ref(clip, emb, models, kind="stage1", oracle_share=1.0), clean)
+    mixed = [torch.equal(_ref(clip, emb, models, seed=s, kind="stage1", oracle_share=0.5), clean) for s in range(8)]
+    assert 0 < sum(mixed) < 8  # per clip, some oracle and some Stage I's own

@@ -8,6 +8,7 @@ row per image and prompt: frames 0, 8, 16, 24, 32) and the numbers as JSON.
 
     python -m recipes.tiny.probes.default_job --sheet docs/figures/tiny_default_prompts.png --json out.json
     python -m recipes.tiny.probes.default_job --stage1 recipes/tiny/pieces/stage1-pans ...   # a piece in place
+    python -m recipes.tiny.probes.default_job --stage1-sampler renoise --stage2-tile 0 ...   # another sampler
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import math
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=0, help="which held-out photograph clip gives the second image")
     p.add_argument("--prompt", action="append", help=f"a prompt (repeatable; default the five: {', '.join(PROMPTS)})")
     p.add_argument("--stage1", help="a Stage I transformer folder or training checkpoint in place of the bundle's")
+    p.add_argument("--stage2", help="a Stage II transformer folder or training checkpoint in place of the bundle's")
+    p.add_argument("--stage1-sampler", choices=("euler", "renoise"), help="Stage I's sampler in place of the preset's")
+    p.add_argument("--stage1-steps", type=int, help="Stage I's steps in place of the preset's")
+    p.add_argument("--stage1-shift", type=float, help="Stage I's schedule shift in place of the preset's")
+    p.add_argument("--stage2-tile", type=int, help="Stage II's tile in output pixels (0: whole frames)")
     p.add_argument("--sheet", help="write the contact sheet here (PNG)")
     p.add_argument("--json", help="write the numbers here")
     return p
@@ -93,8 +100,15 @@ def sheet_row(frames: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     pipe = SwiftI2V.from_preset("tiny")
+    s1, s2 = pipe.cfg.stage1, pipe.cfg.stage2
+    schedule = replace(s1.schedule, **{k: v for k, v in (("sampler", a.stage1_sampler), ("steps", a.stage1_steps),
+                                                          ("shift", a.stage1_shift)) if v is not None})
+    pipe.cfg = replace(pipe.cfg, stage1=replace(s1, schedule=schedule),
+                       stage2=s2 if a.stage2_tile is None else replace(s2, tile=a.stage2_tile))
     if a.stage1:
         pipe.components.stage1.transformer.load_state_dict(read_weights(a.stage1), strict=True)
+    if a.stage2:
+        pipe.components.stage2.transformer.load_state_dict(read_weights(a.stage2), strict=True)
     images = {Path(a.image).name: Image.open(a.image),
               f"heldout photo {a.heldout}": to_image(heldout_photo_clip(a.heldout, 288, 512, 33).frames[:, 0])}
     rows, result = [], {}
@@ -112,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                "grid_8px_mean": round(sum(v["grid_8px"] for v in result.values()) / len(result), 3)}
     print(json.dumps(summary), flush=True)
     if a.json:
-        atomic_write_json(Path(a.json), {"videos": result, "summary": summary, "stage1": a.stage1 or "bundled"})
+        atomic_write_json(Path(a.json), {"videos": result, "summary": summary, "stage1": a.stage1 or "bundled",
+                                         "stage2": a.stage2 or "bundled",
+                                         "stage1_schedule": asdict(pipe.cfg.stage1.schedule),
+                                         "stage2_tile": pipe.cfg.stage2.tile})
     if a.sheet:
         sheet = Image.fromarray(np.concatenate(rows, axis=0))
         sheet.resize((sheet.width // 2, sheet.height // 2), Image.Resampling.LANCZOS).save(a.sheet)

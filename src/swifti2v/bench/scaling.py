@@ -1,6 +1,7 @@
 """`swifti2v bench scaling`: wall time and peak memory of CSG versus end-to-end Stage II (`--no-csg`) as
-the clip grows, side by side in one run; with `--long`, clips past Stage I's window (its windows joined by
-`--extend last-frame` and `context`), Stage I's and Stage II's peaks each against the one-window run's.
+the clip grows, side by side in one run; with `--tiles PX`, Stage II in spatial tiles of PX pixels versus whole
+frames instead; with `--long`, clips past Stage I's window (its windows joined by `--extend last-frame` and
+`context`), Stage I's and Stage II's peaks each against the one-window run's.
 
 Every measurement is a fresh `swifti2v generate` process (so its peak memory is its own), run in
 interleaved order (CSG, end-to-end, CSG, ... at each length), with the same image, prompt and seed.
@@ -23,7 +24,8 @@ from PIL import Image
 
 from swifti2v.errors import UserError
 
-MODES = {"csg": [], "no-csg": ["--no-csg"]}
+MODES = {"csg": [], "no-csg": ["--no-csg"]}  # the method, then its baseline
+LABELS = {"csg": "CSG (M=3, N=1)", "no-csg": "end-to-end (--no-csg)", "tiles": "tiles", "whole": "whole frames"}
 EXTENDS = {"last-frame": ["--extend", "last-frame"], "context": ["--extend", "context"]}
 
 
@@ -35,6 +37,7 @@ class ScalingConfig:
     device: str = "auto"
     seed: int = 0
     long: bool = False  # the rows are Stage I's join methods (EXTENDS), not CSG vs end-to-end
+    tiles: int = 0  # > 0: Stage II in tiles of this many pixels vs whole frames, not CSG vs end-to-end
 
     def __post_init__(self):
         from swifti2v.config import nearest_4k1
@@ -43,6 +46,8 @@ class ScalingConfig:
         for f in self.frames:
             if f < 5 or (f - 1) % 4:
                 raise UserError(f"--frames value {f} is not 4k+1; use {nearest_4k1(max(f, 5))}")
+        if self.tiles < 0 or (self.tiles and self.long):
+            raise UserError(f"--tiles {self.tiles} must be a tile side in pixels, and not with --long")
         if self.repeats < 1:
             raise UserError(f"--repeats {self.repeats} must be at least 1")
         get_preset(self.preset)  # an unknown preset fails here, not in the first child process
@@ -74,10 +79,12 @@ def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path
             # per stage where the system reports it (CUDA, Linux), else the process's peak
             "stage1_peak_gib": stages.get("stage1", peak), "stage2_peak_gib": stages.get("stage2", peak),
             "stage1_windows": len(info["plan"]["stage1"]["windows"]),
-            "largest_window_tokens": info["plan"]["largest_window_tokens"]}
+            "largest_window_tokens": info["plan"]["largest_call_tokens"]}  # one DiT call's: a window, or its tile
 
 
 def modes(cfg: ScalingConfig) -> dict[str, list[str]]:
+    if cfg.tiles:
+        return {"tiles": ["--stage2-tile", str(cfg.tiles)], "whole": ["--stage2-tile", "0"]}
     return EXTENDS if cfg.long else MODES
 
 
@@ -92,20 +99,22 @@ def run_scaling(cfg: ScalingConfig, progress: Callable[[str, int, int], None]) -
                 for mode in modes(cfg):  # interleaved: the two modes meet the same machine state
                     runs.append(run_once(cfg, frames, mode, image, work))
                     progress("bench runs", len(runs), total)
-    return {"config": asdict(cfg), "runs": runs, "table": summarise_long(runs) if cfg.long else summarise(runs)}
+    table = summarise_long(runs) if cfg.long else summarise(runs, tuple(modes(cfg)))
+    return {"config": asdict(cfg), "runs": runs, "table": table}
 
 
-def summarise(runs: list[dict]) -> list[dict]:
-    """Per length: medians of each mode and the end-to-end / CSG ratios (> 1: CSG is better)."""
+def summarise(runs: list[dict], pair: tuple[str, str] = tuple(MODES)) -> list[dict]:
+    """Per length: medians of the method and its baseline (`pair`), and baseline / method ratios (> 1: the
+    method is better)."""
     rows = []
     for frames in sorted({r["frames"] for r in runs}):
         med = {}
-        for mode in MODES:
+        for mode in pair:
             mine = [r for r in runs if r["frames"] == frames and r["mode"] == mode]
             med[mode] = {k: float(np.median([r[k] for r in mine])) for k in ("wall_s", "stage2_s", "peak_gib")}
             med[mode]["tokens"] = mine[0]["largest_window_tokens"]
-        c, e = med["csg"], med["no-csg"]
-        rows.append({"frames": frames, "csg": c, "no-csg": e,
+        c, e = med[pair[0]], med[pair[1]]
+        rows.append({"frames": frames, pair[0]: c, pair[1]: e,
                      "stage2_ratio": round(e["stage2_s"] / c["stage2_s"], 3),
                      "wall_ratio": round(e["wall_s"] / c["wall_s"], 3),
                      "peak_ratio": round(e["peak_gib"] / c["peak_gib"], 3)})
@@ -148,20 +157,26 @@ def long_markdown(result: dict) -> str:
 def to_markdown(result: dict) -> str:
     if result["config"].get("long"):
         return long_markdown(result)
-    rows = result["table"]
-    lines = ["| frames | DiT window tokens CSG / e2e | Stage II s CSG / e2e | wall s CSG / e2e | "
-             "peak GiB CSG / e2e | e2e÷CSG: Stage II, wall, peak |",
+    rows, (a, b) = result["table"], _pair(result)
+    n, d = ("CSG", "e2e") if a == "csg" else (a, b)
+    lines = [f"| frames | DiT window tokens {n} / {d} | Stage II s {n} / {d} | wall s {n} / {d} | "
+             f"peak GiB {n} / {d} | {d}÷{n}: Stage II, wall, peak |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        c, e = r["csg"], r["no-csg"]
+        c, e = r[a], r[b]
         lines.append(f"| {r['frames']} | {c['tokens']:,} / {e['tokens']:,} | {c['stage2_s']:.1f} / {e['stage2_s']:.1f}"
                      f" | {c['wall_s']:.1f} / {e['wall_s']:.1f} | {c['peak_gib']:.3f} / {e['peak_gib']:.3f} | "
                      f"{r['stage2_ratio']:.2f}×, {r['wall_ratio']:.2f}×, {r['peak_ratio']:.2f}× |")
-    first, last = rows[0]["csg"]["peak_gib"], rows[-1]["csg"]["peak_gib"]
+    first, last = rows[0][a]["peak_gib"], rows[-1][a]["peak_gib"]
     lines.append("")
-    lines.append(f"CSG peak at {rows[-1]['frames']} frames / at {rows[0]['frames']} frames: {last / first:.3f}×; "
-                 f"end-to-end: {rows[-1]['no-csg']['peak_gib'] / rows[0]['no-csg']['peak_gib']:.3f}×.")
+    lines.append(f"{LABELS[a]} peak at {rows[-1]['frames']} frames / at {rows[0]['frames']} frames: "
+                 f"{last / first:.3f}×; {LABELS[b]}: {rows[-1][b]['peak_gib'] / rows[0][b]['peak_gib']:.3f}×.")
     return "\n".join(lines) + "\n"
+
+
+def _pair(result: dict) -> tuple[str, str]:
+    """The method and its baseline that a (CSG or tiles) result compares."""
+    return ("tiles", "whole") if result["config"].get("tiles") else tuple(MODES)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -177,8 +192,8 @@ def plot(result: dict, path: Path) -> None:
     rows = result["table"]
     frames = [r["frames"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, style, color in (("csg", "o-", "tab:blue"), ("no-csg", "s--", "tab:orange")):
-        label = "CSG (M=3, N=1)" if mode == "csg" else "end-to-end (--no-csg)"
+    for mode, style, color in zip(_pair(result), ("o-", "s--"), ("tab:blue", "tab:orange"), strict=True):
+        label = LABELS[mode] + (f" of {result['config']['tiles']} px" if mode == "tiles" else "")
         axes[0].plot(frames, [r[mode]["stage2_s"] for r in rows], style, color=color, label=f"{label}, Stage II")
         axes[0].plot(frames, [r[mode]["wall_s"] for r in rows], style, color=color, alpha=0.4,
                      label=f"{label}, whole run")

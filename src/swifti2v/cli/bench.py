@@ -47,10 +47,12 @@ def _scaling_parser(bsub: argparse._SubParsersAction) -> None:
                         description="Runs `swifti2v generate` in a fresh process per measurement, CSG (M=3, N=1) "
                         "and end-to-end interleaved at each length, and writes JSON, a markdown table and a PNG plot.")
     s.add_argument("--preset", help="models and size (default bench-cpu: random weights, attention and MLPs "
-                   "dominate as at full size; with --long: tiny, the trained default)")
+                   "dominate as at full size; with --long or --tiles: tiny, the trained default)")
     s.add_argument("--long", action="store_true", help="clips past Stage I's window instead: --extend last-frame "
                    "vs context at each length, wall per frame and Stage I's and Stage II's peaks against the "
                    "shortest run's")
+    s.add_argument("--tiles", type=int, default=0, metavar="PX", help="Stage II in spatial tiles of PX pixels "
+                   "(--stage2-tile) vs whole frames at each length, instead of CSG vs end-to-end")
     s.add_argument("--frames", default="33,65,129,257", help="clip lengths, 4k+1, comma-separated "
                    "(default 33,65,129,257)")
     s.add_argument("--repeats", type=int, default=1, help="runs per length and mode; medians are reported (default 1)")
@@ -185,8 +187,9 @@ def _cost(args: argparse.Namespace) -> int:
 def _scaling(args: argparse.Namespace) -> int:
     from swifti2v.bench.scaling import ScalingConfig, plot, run_scaling, to_markdown
 
-    cfg = ScalingConfig(preset=args.preset or ("tiny" if args.long else "bench-cpu"), long=args.long,
-                        frames=int_list("--frames", args.frames), repeats=args.repeats, device=args.device)
+    cfg = ScalingConfig(preset=args.preset or ("tiny" if args.long or args.tiles else "bench-cpu"), long=args.long,
+                        tiles=args.tiles, frames=int_list("--frames", args.frames), repeats=args.repeats,
+                        device=args.device)
     result = run_scaling(cfg, progress(args))
     out = write_result(args.out, result, to_markdown(result))
     plot(result, out.with_suffix(".png"))

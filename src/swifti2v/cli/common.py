@@ -66,6 +66,9 @@ def stage2_options(p: argparse.ArgumentParser) -> None:
                    "weights; kept quantized, de-quantized layer by layer (checked against the model first)")
     g.add_argument("--stage2-steps", type=int, help="Stage II denoising steps (default: preset's)")
     g.add_argument("--stage2-sampler", choices=SAMPLERS, help="Stage II solver step (default: preset's)")
+    g.add_argument("--stage2-tile", type=int, metavar="PX",
+                   help="show Stage II each window in overlapping spatial tiles of at most PX pixels a side, blended "
+                   "(faster; the tiny preset's default is measured in docs/benchmarks.md); 0: whole frames")
     g.add_argument("--start-sigma", type=float,
                    help="noise level Stage II starts from, in (0, 1]; below 1 re-noises z_ref (refine mode)")
 

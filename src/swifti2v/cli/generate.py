@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     pl = sub.add_parser("plan", help="segment plan and token counts for a preset (no weights needed)")
     video_options(pl, "frame count, 4k+1, any length >= 5 (default: preset's)")
+    pl.add_argument("--stage2-tile", type=int, metavar="PX", help="Stage II's spatial tiles, as generate's")
     pl.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
 
     sub.add_parser("presets", help="list presets, one line each")
@@ -76,6 +77,9 @@ def _print_plan(info: dict) -> None:
     print(f"Stage I at {s1['width']}x{s1['height']}: {len(s1['windows'])} window(s) of {s1['windows']} frames "
           f"({how[s1['extend']]}{joins})")
     print(f"largest window {info['largest_window_tokens']} tokens; whole clip {info['whole_clip_tokens']} tokens")
+    if info["stage2_tiles"] > 1:
+        print(f"Stage II sees each window in {info['stage2_tiles']} spatial tiles (--stage2-tile): "
+              f"{info['largest_call_tokens']} tokens per DiT call at most")
     for seg in info["segments"]:
         print(f"  segment {seg['index']}: blocks {seg['blocks']} neighbors {seg['neighbors']} "
               f"positions {seg['positions']} ({seg['tokens']} tokens)")

@@ -1,7 +1,8 @@
 """Stage-transition conditions: a training clip's z_ref, made to look like what Stage I gives at inference.
 
 stage1 (the paper's): downsample the clip to the Stage I size, encode with the Stage I VAE, noise it to
-an intermediate sigma, let Stage I denoise it in a few steps ("lightly denoise"), decode. degrade: a
+an intermediate sigma, let Stage I denoise it in a few steps ("lightly denoise"), decode; `oracle_share` of
+the clips keep the clean low-res clip instead. degrade: a
 cheap pixel-space stand-in (blur, noise, JPEG) when no Stage I model is at hand. downsample: the clean
 low-res clip. Then, as at inference, the hybrid reference: upsample, frame 0 := the clip's real first
 frame at full resolution, encode with the Stage II VAE.
@@ -102,7 +103,9 @@ def condition_reference(clip: Tensor, text: Tensor, cfg: ConditionConfig, models
                         generator: torch.Generator) -> Tensor:
     """clip: (1, 3, F, H, W) in [-1, 1] at the training size; text: (1, 512, D). Returns z_ref, fp32."""
     low = media.downsample(clip, cfg.downscale)
-    if cfg.kind == "stage1":
+    if cfg.kind == "stage1" and cfg.oracle_share > 0 and float(torch.rand((), generator=generator)) < cfg.oracle_share:
+        windows = pixel_windows(low)
+    elif cfg.kind == "stage1":
         if models.stage1 is None:
             raise ValueError("condition kind 'stage1' needs the Stage I model")
         windows = decoded_windows(models.stage1.vae, lightly_denoise(low, text, models.stage1, cfg, generator))

@@ -70,6 +70,8 @@ class ConditionConfig:
     jpeg_quality: int = 70  # degrade: per-frame JPEG quality (100 = off)
     strength: tuple[float, float] = (1.0, 1.0)  # degrade: per-clip strength ~ U[lo, hi], scaling the blur, the
     # noise and 100 - jpeg_quality; (0, 1) mixes clean references with ones as degraded as the settings above
+    oracle_share: float = 0.0  # stage1: this share of clips gets the clean low-res clip (an oracle Stage I) instead,
+    # so Stage II keeps its gain on exact references while it learns Stage I's own output
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
         raise UserError(f"condition sigma range [{c.sigma_min}, {c.sigma_max}] must lie in [0, 1], min <= max")
     if not 0.0 <= c.strength[0] <= c.strength[1]:
         raise UserError(f"condition.strength {list(c.strength)} must be an increasing pair >= 0, e.g. [0, 1]")
+    if not 0.0 <= c.oracle_share <= 1.0:
+        raise UserError(f"condition.oracle_share {c.oracle_share} must be in [0, 1], e.g. 0.25")
     if cfg.segment_blocks < 1 or cfg.neighbor_blocks < 0:
         raise UserError("segment_blocks must be >= 1 and neighbor_blocks >= 0")
     if not 0.0 <= cfg.reference_neighbors <= 1.0:
