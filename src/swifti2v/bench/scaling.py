@@ -79,7 +79,7 @@ def run_once(cfg: ScalingConfig, frames: int, mode: str, image: Path, work: Path
             # per stage where the system reports it (CUDA, Linux), else the process's peak
             "stage1_peak_gib": stages.get("stage1", peak), "stage2_peak_gib": stages.get("stage2", peak),
             "stage1_windows": len(info["plan"]["stage1"]["windows"]),
-            "largest_window_tokens": info["plan"]["largest_call_tokens"]}  # one DiT call's: a window, or its tile
+            "call_tokens": info["plan"]["largest_call_tokens"]}  # the largest DiT call: a window, or its tile
 
 
 def modes(cfg: ScalingConfig) -> dict[str, list[str]]:
@@ -112,7 +112,7 @@ def summarise(runs: list[dict], pair: tuple[str, str] = tuple(MODES)) -> list[di
         for mode in pair:
             mine = [r for r in runs if r["frames"] == frames and r["mode"] == mode]
             med[mode] = {k: float(np.median([r[k] for r in mine])) for k in ("wall_s", "stage2_s", "peak_gib")}
-            med[mode]["tokens"] = mine[0]["largest_window_tokens"]
+            med[mode]["tokens"] = mine[0]["call_tokens"]
         c, e = med[pair[0]], med[pair[1]]
         rows.append({"frames": frames, pair[0]: c, pair[1]: e,
                      "stage2_ratio": round(e["stage2_s"] / c["stage2_s"], 3),
@@ -159,7 +159,7 @@ def to_markdown(result: dict) -> str:
         return long_markdown(result)
     rows, (a, b) = result["table"], _pair(result)
     n, d = ("CSG", "e2e") if a == "csg" else (a, b)
-    lines = [f"| frames | DiT window tokens {n} / {d} | Stage II s {n} / {d} | wall s {n} / {d} | "
+    lines = [f"| frames | tokens per DiT call {n} / {d} | Stage II s {n} / {d} | wall s {n} / {d} | "
              f"peak GiB {n} / {d} | {d}÷{n}: Stage II, wall, peak |",
              "|---|---|---|---|---|---|"]
     for r in rows:
