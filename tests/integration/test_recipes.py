@@ -33,6 +33,22 @@ def test_a_malformed_schedule_is_refused_before_anything_loads(capsys):
     assert torch.is_grad_enabled(), "a probe leaves no global state behind"
 
 
+def test_the_default_job_probe_reads_a_pan_chained_over_every_8th_frame():
+    """A camera moving up 4 px a frame over a textured, hilly still: 128 px in 33 frames at 288x512, as the default
+    job's pans; the chained phase correlations add up to it (a still clip reads 0: the notebook of 2026-12-07)."""
+    from recipes.tiny.probes.default_job import chained_shift
+    from swifti2v.data.synthetic import pixel_grid, sample_at
+
+    y, x = torch.meshgrid(torch.arange(900.0), torch.arange(512.0), indexing="ij")
+    still = torch.stack([torch.sin(x / 3) * torch.cos(y / 3), torch.sin(x / 7 + y / 11), y / 450 - 1])  # textured
+    still = still * (y > 450 + 40 * torch.sin(x / 40)).float() + (y <= 450 + 40 * torch.sin(x / 40)).float() * 0.5
+    grid = pixel_grid(288, 512)
+    path = torch.stack([grid + torch.tensor([0.0, 400.0 - 4 * t]) for t in range(33)])  # the view moves up
+    video = sample_at(still, path)
+    dx, dy = chained_shift(video)
+    assert abs(dx) < 4 and 120 < dy < 136  # the content moves down the frame by 128 px
+
+
 def test_curves_draw_the_runs_it_finds(tmp_path, capsys):
     from recipes.tiny.probes import curves
 
