@@ -246,7 +246,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"--neighbor-blocks {s2.neighbor_blocks} must be 0 or more")
     least = 4 * s2.geometry.vae_spatial * s2.geometry.patch[1]  # four DiT patches a side
     if s2.tile and s2.tile < least:
-        raise UserError(f"--stage2-tile {s2.tile} is too small for this model; use 0 (whole frames) or at least {least}")
+        raise UserError(f"--stage2-tile {s2.tile} is too small for this model; use 0 (whole frames) or at least "
+                        f"{least}")
     if s2.tile and cfg.parallel != "none":
         raise UserError(f"--stage2-tile {s2.tile} runs each tile on one process; with --parallel use --stage2-tile 0")
     if s2.mode not in STAGE2_MODES:

@@ -37,6 +37,7 @@ def test_the_default_job_probe_reads_a_pan_chained_over_every_8th_frame():
     """A camera moving up 4 px a frame over a textured, hilly still: 128 px in 33 frames at 288x512, as the default
     job's pans; the chained phase correlations add up to it (a still clip reads 0: the notebook of 2026-12-07)."""
     from recipes.tiny.probes.default_job import chained_shift
+
     from swifti2v.data.synthetic import pixel_grid, sample_at
 
     y, x = torch.meshgrid(torch.arange(900.0), torch.arange(512.0), indexing="ij")

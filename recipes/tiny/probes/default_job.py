@@ -1,8 +1,9 @@
 """The default job as a user sees it: `generate` with the tiny preset under five prompts (pans left, right, up, down;
 zoom in) on the README image and on a held-out photograph. Per video: does the content move the captioned way from
 frame 0 to the last (pans: the phase-correlation shift, chained over every 8th frame, points the caption's way and is
->= 4 px; the zoom: eval's flow-fitted scale from frame 1 to the last > 1.03), and does it draw tiles (the grid ratio at 8- and 32-pixel boundaries, frames 1..F-1, mean over frames; 1 = none) — the first two
-bars of docs/results.md. Measured on the mp4, as the user gets it (H.264 lifts a grid). Writes a contact sheet (a
+>= 4 px; the zoom: eval's flow-fitted scale from frame 1 to the last > 1.03), and does it draw tiles (the grid
+ratio at 8- and 32-pixel boundaries, frames 1..F-1, mean over frames; 1 = none) — the first two bars of
+docs/results.md. Measured on the mp4, as the user gets it (H.264 lifts a grid). Writes a contact sheet (a
 row per image and prompt: frames 0, 8, 16, 24, 32) and the numbers as JSON.
 
     python -m recipes.tiny.probes.default_job --sheet docs/figures/tiny_default_prompts.png --json out.json
@@ -68,7 +69,7 @@ def chained_shift(video: torch.Tensor, hop: int = HOP) -> tuple[float, float]:
     pan moves a 512x288 frame 128 px in 32 frames, so frames 0 and 32 share too little for one correlation to
     find it (on a periodic texture it locks onto the texture), while frames 8 apart share 3/4 of the view."""
     marks = [*range(0, video.shape[1] - 1, hop), video.shape[1] - 1]
-    steps = [phase_correlation(video[:, a], video[:, b]) for a, b in zip(marks, marks[1:])]
+    steps = [phase_correlation(video[:, a], video[:, b]) for a, b in zip(marks, marks[1:], strict=False)]
     return sum(s[0] for s in steps), sum(s[1] for s in steps)
 
 
