@@ -18,7 +18,8 @@ def test_spans_cover_the_length_in_equal_aligned_overlapping_tiles(length, tile,
     assert cuts[0][0] == 0 and cuts[-1][1] == length
     assert len({b - a for a, b in cuts}) == 1 and cuts[0][1] - cuts[0][0] <= tile
     assert all(a % align == 0 and b % align == 0 for a, b in cuts)
-    assert all(b0 - a1 >= overlap - align for (_, b0), (a1, _) in zip(cuts, cuts[1:], strict=False))  # neighbours overlap
+    neighbours = zip(cuts, cuts[1:], strict=False)
+    assert all(b0 - a1 >= overlap - align for (_, b0), (a1, _) in neighbours)  # they overlap
 
 
 def test_a_tile_as_large_as_the_frame_is_one_span():
