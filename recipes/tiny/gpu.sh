@@ -2,7 +2,7 @@
 # The tiny models' GPU piece: one command that continues both stages from the bundle on a CUDA GPU (H100/H200,
 # about 9 minutes of wall time) and writes where they stand against the bars as JSON.
 #   bash recipes/tiny/gpu.sh [RUN_DIR]        (default outputs/tiny-gpu; resumable: re-running continues)
-# Stage I: from the moving full-mix piece (STAGE1_FROM, default recipes/tiny/pieces/stage1-full-mix; empty = the bundle's)
+# Stage I: from the bundle (STAGE1_FROM: a piece's transformer folder instead)
 #   onto the full motion mix (pans at every shipped speed, zooms, rotations), batch S1_BATCH, with an EMA.
 # Stage II: from the bundle, the anchor curriculum: crops of S2_SIZE px (>= 256) at the shipped speeds, weaker
 #   references (degraded harder than Stage I's output, so the input image's own detail is worth fetching from the
@@ -28,7 +28,7 @@ SAVE_EVERY=${SAVE_EVERY:-200}
 DIRECTION_CLIPS=${DIRECTION_CLIPS:-24}
 PHOTO_CLIPS=${PHOTO_CLIPS:-4}
 GAIN_SIZE=${GAIN_SIZE:-288 512}
-STAGE1_FROM=${STAGE1_FROM-recipes/tiny/pieces/stage1-full-mix}
+STAGE1_FROM=${STAGE1_FROM-}
 BUNDLE=${BUNDLE:-src/swifti2v/weights/tiny}
 EXTRA=${EXTRA:-}
 S1_EXTRA=${S1_EXTRA:-}

@@ -92,3 +92,26 @@ def test_a_zero_head_stage2_returns_the_reference_itself():
     with torch.no_grad():
         v = velocity(noise, torch.tensor([0.0, 0.0, 1.0, 1.0]), Window((0, 3, 4, 5), z_ref))
     assert torch.allclose((noise - v)[:, :, 2:], z_ref[:, :, 2:], atol=1e-5)  # one Euler step from sigma 1
+
+
+def test_the_bundled_stage1_moves_the_readme_image_the_captioned_way():
+    """Opposite prompts, opposite pans: Stage I's clip at 128x72 as the default job makes it (Stage II does not run),
+    the displacement chained over every 8th frame as the default-job probe reads it. A left pan moves the content
+    right."""
+    from recipes.tiny.probes.default_job import chained_shift
+
+    from swifti2v.api import SwiftI2V
+    from swifti2v.config import stage1_size
+    from swifti2v.reference import clip_windows
+    from swifti2v.stage1 import generate_motion
+
+    pipe = SwiftI2V.from_preset("tiny")
+    c, cfg, cpu = pipe.components, pipe.cfg, torch.device("cpu")
+    image = media.fit(media.load_image("examples/input.jpg"), *stage1_size(cfg.video, cfg.stage1))
+    dx = {}
+    for way in ("left", "right"):
+        z = generate_motion(c.stage1, image, c.text.encode(f"the camera pans {way}", cpu), cfg.stage1, cfg.video,
+                            cfg.seed, cpu)
+        video = torch.cat(list(clip_windows(c.stage1.vae, [z])), dim=2)[0]  # (3, F, 72, 128)
+        dx[way] = chained_shift(video)[0]
+    assert dx["left"] > 16 and dx["right"] < -16, dx  # the trained pan: 32 px at 128x72

@@ -7,7 +7,7 @@ docs/results.md. Measured on the mp4, as the user gets it (H.264 lifts a grid). 
 row per image and prompt: frames 0, 8, 16, 24, 32) and the numbers as JSON.
 
     python -m recipes.tiny.probes.default_job --sheet docs/figures/tiny_default_prompts.png --json out.json
-    python -m recipes.tiny.probes.default_job --stage1 recipes/tiny/pieces/stage1-full-mix ...   # a piece in place
+    python -m recipes.tiny.probes.default_job --stage1 outputs/RUN/final ...   # a trained Stage I in place
     python -m recipes.tiny.probes.default_job --stage1-sampler renoise --stage2-tile 0 ...   # another sampler
 """
 
