@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
 
-from swifti2v.models.codec import PixelCodec
+from swifti2v.models.codec import PixelCodec, deblock
 from swifti2v.models.vae import WanVAE
 
 
@@ -85,3 +85,23 @@ def test_pca_recovers_a_subspace_and_the_fitted_codec_round_trips_through_a_fold
     assert torch.allclose(vae.decode(vae.encode(clip)), clip, atol=1e-4)
     loaded.to(torch.bfloat16)  # stored in a run dtype, it still codes in fp32
     assert vae.decode(vae.encode(clip)).dtype == torch.float32
+
+
+def test_deblock_ramps_tile_edges_and_keeps_gradients():
+    tiles = torch.arange(6.0).repeat_interleave(8).expand(1, 3, 1, 16, 48) / 6 - 0.5  # flat 8-px tiles
+    smooth = deblock(tiles, 8, 4)
+    steps = (smooth[..., 1:] - smooth[..., :-1])[..., 4:-4]  # the frame's outer half-tiles have no boundary
+    assert torch.allclose(steps, torch.full_like(steps, 1 / 48), atol=1e-6)  # one even ramp, no step left
+    gradient = torch.linspace(-1, 1, 48).expand(1, 3, 1, 16, 48)
+    assert torch.allclose(deblock(gradient, 8, 2), gradient, atol=1e-6)
+    assert torch.equal(deblock(tiles, 8, 0), tiles)
+
+
+def test_a_deblocking_codec_decodes_through_the_stream_and_is_refused_past_half_a_patch(clip):
+    vae = WanVAE(PixelCodec(deblock=2))
+    z = vae.encode(clip)
+    dec = vae.decoder()
+    streamed = torch.cat([dec(z[:, :, i : i + 1]) for i in range(4)], dim=2)
+    assert torch.allclose(streamed, deblock(clip, 8, 2)) and torch.allclose(vae.decode(z), streamed)
+    with pytest.raises(ValueError, match="deblock 5 must be 0..4"):
+        PixelCodec(deblock=5)

@@ -23,6 +23,7 @@ from diffusers import WanTransformer3DModel
 
 CODEC = dict(scale_factor_spatial=8, scale_factor_temporal=4, projected_dim=192, fitted=True)
 Z = CODEC["projected_dim"]
+STAGE1_DEBLOCK = 2  # pixels: Stage I's decoder ramps its tokens' edges (models/codec.py `deblock`)
 WIDTH, HEADS = 384, 6
 TEXT_DIM = 32
 

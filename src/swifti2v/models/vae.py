@@ -256,8 +256,7 @@ class CodecWindows:
         self.first = False
         if self.encode:
             return self.w.normalize(codec.pack(x.to(codec.anchor.device, torch.float32), first))
-        frames = codec.unpack(self.w.denormalize(x).to(codec.anchor.device), first)
-        return frames.clamp(-1.0, 1.0).float()
+        return codec.frames(self.w.denormalize(x).to(codec.anchor.device), first).float()
 
 
 def frame_windows(frames: Iterable[Tensor], first: int = 1, size: int = 4) -> Iterator[Tensor]:

@@ -28,7 +28,7 @@ from swifti2v.data.cache import collate
 from swifti2v.models import debug
 from swifti2v.models.adapter import PREDICTION_FILE
 from swifti2v.models.codec import PixelCodec, fit_pca, patch_vectors
-from swifti2v.models.tiny import CODEC, Z, stage1_transformer, stage2_transformer
+from swifti2v.models.tiny import CODEC, STAGE1_DEBLOCK, Z, stage1_transformer, stage2_transformer
 from swifti2v.presets import WEIGHTS_DIR
 from swifti2v.training.engine import checkpoint_transformer
 
@@ -87,8 +87,9 @@ def build_base(out: str | Path, seed: int = 0, codec_clips: int = 48) -> Path:
     for model, folder in ((s1, s1_dir / "transformer"), (s2, s2_dir / "transformer")):
         model.save_pretrained(folder)
         (folder / PREDICTION_FILE).write_text(json.dumps({"prediction": "x0"}))  # see models/adapter.py
-    for d in (s1_dir, s2_dir):
-        codec.save_pretrained(d / "vae")
+    codec.save_pretrained(s2_dir / "vae")
+    codec.register_to_config(deblock=STAGE1_DEBLOCK)  # Stage I's tokens step at patch edges: ramp them
+    codec.save_pretrained(s1_dir / "vae")
     for d in (s1_dir, s2_dir):  # both folders are complete: `refine` reads the text encoder from Stage II's
         text.save_pretrained(d / "text_encoder")
         debug.tiny_tokenizer().save_pretrained(d / "tokenizer")
