@@ -101,10 +101,9 @@ def test_the_bundled_stage1_moves_the_readme_image_the_captioned_way():
     worst; with it 0.7 and 0.8)."""
     from recipes.tiny.probes.default_job import chained_shift
 
-    from swifti2v.eval.metrics import grid_ratio
-
     from swifti2v.api import SwiftI2V
     from swifti2v.config import stage1_size
+    from swifti2v.eval.metrics import grid_ratio
     from swifti2v.reference import clip_windows
     from swifti2v.stage1 import generate_motion
 

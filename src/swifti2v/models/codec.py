@@ -11,8 +11,8 @@ are as compact as a real VAE's (Wan2.2: 48 channels per 4x16x16 pixels) while co
 nothing. Random (benchmarks with random weights), or `fitted`: a PCA of real patches (`fit_pca`), stored
 with the patches' mean as the codec's weights. The `tiny` models use a 192-channel PCA of 4x8x8 patches:
 smooth, nearly lossless on natural video, and narrow enough for a 384-wide DiT to carry a token's detail.
-`deblock`: the decoder ramps the step at patch boundaries (`deblock`); tiny Stage I's codec does, so its
-tokens' errors do not show as tiles.
+`deblock` (pixels): the decoder ramps the steps at patch boundaries, as block-transform codecs' deblocking
+filters do; tiny Stage I's codec does, so its tokens' disagreements do not show as tiles.
 
 It exposes what diffusers' Wan pipelines and our `WanVAE` wrapper read from `AutoencoderKLWan`:
 `config.{z_dim, latents_mean, latents_std, scale_factor_temporal, scale_factor_spatial, patch_size}`,
