@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_process
+from conftest import run_cli, run_process
 from swifti2v.data.bank import heldout_photo_clip
 from swifti2v.eval import learned
 from swifti2v.media import VideoWriter, to_uint8, upsample
@@ -115,7 +115,8 @@ def test_missing_weights_are_skipped_with_one_line_each(clips, tmp_path):
     assert all("\n" not in line for line in report["skipped"])
 
 
-def test_bad_inputs_exit_2_with_one_line(clips, tmp_path):
+def test_bad_inputs_exit_2_with_one_line(clips, tmp_path, capsys):
+    """In this process (`run_cli`: the same `main`, exit code and stderr, no interpreter start-up each)."""
     broken = tmp_path / "broken.mp4"
     broken.write_text("not a video")
     small = _write(tmp_path / "small.mp4", torch.zeros(3, 17, 64, 128))
@@ -126,7 +127,7 @@ def test_bad_inputs_exit_2_with_one_line(clips, tmp_path):
              (("eval", clips["sharp"], "--image", clips["image"], "--low-res", "1x1x"), "--low-res"),
              (("eval", clips["sharp"], "--image", clips["image"], "--weights", broken), "is not a folder")]
     for args, words in cases:
-        r = swifti2v(*args, "--out", tmp_path / "r")
+        r = run_cli(capsys, *map(str, args), "--out", str(tmp_path / "r"))
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not list(tmp_path.glob("r.*"))

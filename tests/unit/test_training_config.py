@@ -41,6 +41,7 @@ def test_json_config_round_trip(tmp_path):
     ('data.motions=["pan","dolly"]', "data.motions \\['pan', 'dolly'\\] must list distinct motions"),
     ("data.motions=[]", "data.motions"),
     ("reference_neighbors=1.5", "reference_neighbors 1.5 must be in \\[0, 1\\]"),
+    ("optim.decay_steps=-5", "optim.decay_steps -5 must be >= 0"),
     ("oops", "not KEY=VALUE"),
 ])
 def test_bad_values_name_the_key(override, match):
@@ -72,3 +73,23 @@ def test_shipped_configs_parse():
     assert len(configs) >= 3
     for f in configs:
         load_train_config(f, [], {"data.folder": "x"})
+
+
+@pytest.mark.parametrize("decay", [0, 100])
+def test_the_learning_rate_warms_up_then_holds_or_anneals_to_zero(decay):
+    from swifti2v.training.config import OptimConfig
+    from swifti2v.training.engine import _lr_schedule
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    schedule = _lr_schedule(optimizer, OptimConfig(lr=2e-4, warmup_steps=20, decay_steps=decay))
+    lrs = []
+    for _ in range(200):
+        lrs.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-5) and lrs[19] == pytest.approx(2e-4)  # (step + 1) / warm-up
+    if not decay:
+        assert lrs[19:] == [pytest.approx(2e-4)] * 181
+        return
+    assert lrs[70] == pytest.approx(1e-4)  # half-way down the cosine
+    assert all(a >= b for a, b in zip(lrs[19:], lrs[20:], strict=False)) and lrs[120:] == [0.0] * 80

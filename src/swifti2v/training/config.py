@@ -101,6 +101,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    decay_steps: int = 0  # > 0: after the warm-up, a cosine from lr to 0 over this many steps (then 0); 0 = constant
     grad_clip: float = 1.0
 
 
@@ -268,4 +269,7 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
         raise UserError(f"max_minutes {cfg.max_minutes} must be >= 0 (0 = no time limit)")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise UserError(f"ema_decay {cfg.ema_decay} must be in [0, 1)")
+    if min(cfg.optim.warmup_steps, cfg.optim.decay_steps) < 0:
+        raise UserError(f"optim.warmup_steps {cfg.optim.warmup_steps} and optim.decay_steps {cfg.optim.decay_steps} "
+                        "must be >= 0 (0 = none)")
     return cfg

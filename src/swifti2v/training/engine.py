@@ -33,7 +33,7 @@ from swifti2v.errors import UserError
 from swifti2v.files import atomic_write_json
 from swifti2v.runtime import peak_memory
 from swifti2v.sampling.noise import derive_seed
-from swifti2v.training.config import TrainConfig
+from swifti2v.training.config import OptimConfig, TrainConfig
 from swifti2v.training.tasks import TASKS, Stage1Task, Stage2Task
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, la
              sum(p.numel() for p in params) / 1e6, len(task.dataset), acc.num_processes)
     o = cfg.optim
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, o.warmup_steps)))
+    schedule = _lr_schedule(optimizer, o)
     loader = DataLoader(task.dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         collate_fn=task.collate, num_workers=cfg.data.num_workers)
     if len(loader) // acc.num_processes < 1:
@@ -237,6 +237,18 @@ def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, la
     result = _loop(run)
     acc.wait_for_everyone()  # the last collective: every rank reaches the teardown together
     return result
+
+
+def _lr_schedule(optimizer: torch.optim.Optimizer, o: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then a constant lr or (decay_steps > 0) a cosine down to 0 that stays there."""
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, o.warmup_steps))
+        if not o.decay_steps:
+            return warm
+        done = min(1.0, max(0, step - o.warmup_steps) / o.decay_steps)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass
