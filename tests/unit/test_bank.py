@@ -1,5 +1,6 @@
 """Bank clips: camera clips over a bank of collages and photographs, the tiny models' training data."""
 
+import json
 import sys
 
 import numpy as np
@@ -102,3 +103,26 @@ def test_parallel_bank_build_after_torch_ran_does_not_hang():
             "from swifti2v.data.bank import StillBank; print(len(StillBank.build(2, workers=2).collages))")
     r = run_process([sys.executable, "-c", code], timeout=240)
     assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr[-2000:]
+
+
+def test_a_folder_of_photographs_joins_the_training_bank_and_bad_ones_are_named(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from swifti2v.errors import UserError
+    from swifti2v.training.config import load_train_config
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    Image.fromarray(pixels[::-1]).save(tmp_path / "b.PNG")
+    (tmp_path / "notes.txt").write_text("not a photograph: skipped by its suffix")
+    bank = StillBank.build(0, more_photos=str(tmp_path))
+    assert len(bank.photos) == 3 * (len(PHOTOS["train"]) + 2)
+    assert np.array_equal(bank.photos[-6], pixels) and bank.photos[-5].shape == (30, 45, 3)  # at 1.0, then 0.75
+    (tmp_path / "c.jpg").write_text("broken")
+    with pytest.raises(UserError, match="c.jpg is not a readable image"):
+        StillBank.build(0, more_photos=str(tmp_path))
+    with pytest.raises(UserError, match="not a folder of images"):
+        StillBank.build(0, more_photos=str(tmp_path / "none"))
+    with pytest.raises(UserError, match="set data.synthetic and data.bank"):
+        load_train_config(None, [f"data.photos={json.dumps(str(tmp_path))}"], {"data.folder": "x"})

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from swifti2v.errors import UserError
 
 Tensor = torch.Tensor
 PHOTO_SCALES = (1.0, 0.75, 0.5)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 COLLAGE_SIZE = 512
 
 
@@ -63,7 +65,9 @@ class StillBank:
     photos: list[np.ndarray]
 
     @classmethod
-    def build(cls, collages: int, split: Split = "train", seed: int = 0, workers: int = 1) -> StillBank:
+    def build(cls, collages: int, split: Split = "train", seed: int = 0, workers: int = 1,
+              more_photos: str = "") -> StillBank:
+        """more_photos: a folder of photographs added to the split's (training only: held-out clips never read it)."""
         photo_folder()
         jobs = [(seed + i, split) for i in range(collages)]
         if workers > 1 and collages > 1:
@@ -74,8 +78,8 @@ class StillBank:
                 made = list(pool.map(_collage, jobs, chunksize=4))
         else:
             made = [_collage(j) for j in jobs]
-        photos = [_shrink(_photo(name), s) for name in PHOTOS[split] for s in PHOTO_SCALES]
-        return cls(made, photos)
+        stills = [_photo(name) for name in PHOTOS[split]] + (folder_photos(more_photos) if more_photos else [])
+        return cls(made, [_shrink(img, s) for img in stills for s in PHOTO_SCALES])
 
     def pick(self, rng: np.random.Generator, h: int, w: int, photo_share: float = 0.5) -> Tensor:
         """(3, h, w) in [-1, 1]: a random crop of a random still (mirror-tiled where too small), flipped and
@@ -96,6 +100,23 @@ class StillBank:
         gain = torch.from_numpy(rng.uniform(0.85, 1.15, 3)).float().view(3, 1, 1)
         gamma = float(rng.uniform(0.8, 1.25))
         return ((crop.clamp_min(0) ** gamma) * gain).clamp(0, 1) * 2 - 1
+
+
+def folder_photos(folder: str) -> list[np.ndarray]:
+    """`data.photos`: every image in `folder`, as float HxWx3 in [0, 1] like the built-in photographs."""
+    path = Path(folder)
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+    if not files:
+        raise UserError(f"data.photos {folder}: not a folder of images ({', '.join(IMAGE_SUFFIXES)}); "
+                        "give a folder of photographs, or leave it empty")
+    photos = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                photos.append(np.asarray(im.convert("RGB"), np.float32) / 255.0)
+        except OSError as e:
+            raise UserError(f"data.photos: {f} is not a readable image ({e}); remove it or fix it") from None
+    return photos
 
 
 def to_uint8(pixels: Tensor) -> Tensor:

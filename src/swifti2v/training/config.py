@@ -37,6 +37,7 @@ class DataConfig:
     bank: int = 0  # > 0: synthetic clips are camera clips over a bank of this many collages + photographs
     speed: tuple[float, float] = (0.25, 4.5)  # bank clips: pan speed range, pixels per frame at the data size
     photo_share: float = 0.5  # bank clips: share of clips over a photograph alone
+    photos: str = ""  # bank clips: a folder of more photographs (JPEG/PNG/WebP) beside scikit-image's 10
     motions: tuple[str, ...] = ("pan", "zoom", "rotate")  # bank clips: the camera motions drawn (data.synthetic's
     # MOTIONS shares among those kept); ["pan"] alone is a curriculum for Stage I's motion
     pan_speed: Literal["path", "axis"] = "path"  # bank clips: `speed` along a pan's path, or along each axis it
@@ -235,6 +236,8 @@ def validate_train(cfg: TrainConfig) -> TrainConfig:
             raise UserError(f"{name} {x} must be a positive multiple of 32 and of {low} (8 x condition.downscale)")
     if d.stride < 1:
         raise UserError(f"data.stride {d.stride} must be at least 1")
+    if d.photos and not (d.synthetic and d.bank):
+        raise UserError(f"data.photos {d.photos!r} feeds bank clips: set data.synthetic and data.bank > 0 too")
     if d.bank < 0 or not 0.0 <= d.photo_share <= 1.0 or not 0.0 <= d.speed[0] <= d.speed[1]:
         raise UserError(f"data.bank {d.bank} must be >= 0, data.photo_share {d.photo_share} in [0, 1] and "
                         f"data.speed {list(d.speed)} an increasing pair >= 0")

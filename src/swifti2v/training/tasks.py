@@ -147,7 +147,8 @@ def open_data(cfg: TrainConfig, low: bool = False) -> tuple[Dataset, ScanReport 
     if d.synthetic and d.bank:
         from swifti2v.data.bank import BankClips, StillBank
 
-        bank = StillBank.build(d.bank, "train", seed=cfg.seed, workers=max(1, (os.cpu_count() or 1) // 2))
+        bank = StillBank.build(d.bank, "train", seed=cfg.seed, workers=max(1, (os.cpu_count() or 1) // 2),
+                               more_photos=d.photos)
         return BankClips(bank, d.synthetic, d.height, d.width, d.frames, seed0=cfg.seed, downscale=k, low=low,
                          speed=d.speed, photo_share=d.photo_share, motions=d.motions, pan_speed=d.pan_speed), None
     if d.synthetic:
