@@ -10,6 +10,7 @@ import torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file
 
+from swifti2v.errors import UserError
 from swifti2v.models import debug
 from swifti2v.training import tiny
 
@@ -125,3 +126,27 @@ def test_the_gpu_script_runs_its_whole_path_at_two_steps_on_cpu(tmp_path):
     for run in ("stage1", "stage2"):
         assert json.loads((tmp_path / "run" / run / "run.json").read_text())
     assert {p.name for p in (tmp_path / "run" / "bundle").iterdir()} == {"stage1", "stage2"}
+
+
+def test_deepen_inserts_silent_blocks_that_change_nothing(tmp_path):
+    model = debug.tiny_stage2_transformer().eval()
+    with torch.no_grad():  # a trained model's writers are not zero: make the source's blocks all count
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    model.save_pretrained(tmp_path / "src")
+    (tmp_path / "src" / "swifti2v.json").write_text('{"prediction": "x0"}')
+    tiny.main(["deepen", str(tmp_path / "src"), str(tmp_path / "deep"), "--after", "0", "1"])
+    deep = WanTransformer3DModel.from_pretrained(tmp_path / "deep").eval()
+    assert len(deep.blocks) == len(model.blocks) + 2 and (tmp_path / "deep" / "swifti2v.json").is_file()
+    assert deep.blocks[1].ffn.net[2].weight.abs().sum() == 0 and torch.equal(deep.blocks[2].attn1.to_q.weight,
+                                                                               model.blocks[1].attn1.to_q.weight)
+    c = model.config
+    x = torch.randn(1, c.in_channels, 3, 4, 4)
+    text = torch.randn(1, 8, c.text_dim)
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        want = model(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+        got = deep(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+    assert torch.allclose(got, want, atol=1e-5) and want.abs().mean() > 0
+    with pytest.raises(UserError, match="distinct block indices"):
+        tiny.deepen(model, [0, 0])

@@ -8,6 +8,7 @@ The architecture is models/tiny.py; this module makes and moves its weights for 
     python -m swifti2v.training.tiny compose BASE_FOLDER TRANSFORMER OUT
     python -m swifti2v.training.tiny assemble --base RUN/base --stage1 S1 --stage2 S2 [--out BUNDLE]
     python -m swifti2v.training.tiny export RUN/checkpoints/step-N LIKE OUT [--ema]
+    python -m swifti2v.training.tiny deepen TRANSFORMER OUT --after 1 3
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 from swifti2v import media
 from swifti2v.data.bank import BankClips, StillBank, batch_pixels
 from swifti2v.data.cache import collate
+from swifti2v.errors import UserError
 from swifti2v.models import debug
 from swifti2v.models.adapter import PREDICTION_FILE
 from swifti2v.models.codec import PixelCodec, fit_pca, patch_vectors
@@ -54,6 +56,39 @@ def zero_head_folder(folder: str | Path) -> None:
         for f in folder.glob(pattern):
             f.unlink()
     zero_head(model).save_pretrained(folder)
+
+
+# What a Wan block writes into the residual stream: self- and cross-attention's outputs, the feed-forward's last layer.
+RESIDUAL_WRITERS = ("attn1.to_out.0.", "attn2.to_out.0.", "ffn.net.2.")
+
+
+def deepen(model: WanTransformer3DModel, after: list[int]) -> WanTransformer3DModel:
+    """A deeper model that computes exactly what `model` does: after each block i in `after`, a copy of block i
+    whose residual writers are zero, so it adds nothing until training moves them (zero-initialised residual
+    branches, as in ControlNet and LoRA): a trained model goes on training with more capacity."""
+    if len(set(after)) != len(after) or not all(0 <= i < len(model.blocks) for i in after):
+        raise UserError(f"deepen --after {after}: give distinct block indices in 0..{len(model.blocks) - 1}")
+    blocks = []
+    for i, block in enumerate(model.blocks):
+        blocks.append(block.state_dict())
+        if i in after:
+            blocks.append({k: v.clone().zero_() if k.startswith(RESIDUAL_WRITERS) else v.clone()
+                           for k, v in block.state_dict().items()})
+    deeper = WanTransformer3DModel.from_config({**model.config, "num_layers": len(blocks)})
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.")}
+    state |= {f"blocks.{j}.{k}": v for j, block in enumerate(blocks) for k, v in block.items()}
+    deeper.load_state_dict(state, strict=True)
+    return deeper.to(model.dtype)
+
+
+def deepen_folder(folder: str | Path, out: str | Path, after: list[int]) -> Path:
+    """`deepen` on a transformer folder, written to `out` with the folder's sidecars (its prediction)."""
+    folder, out = Path(folder), Path(out)
+    model = deepen(WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.float32), after)
+    shutil.copytree(folder, out, ignore=shutil.ignore_patterns("*.safetensors", "*.index.json", "config.json"))
+    model.save_pretrained(out)
+    reshard(out)
+    return out
 
 
 def codec_patches(clips: int, seed: int, size: int = 256, frames: int = 33):
@@ -164,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("like", help="a transformer folder with the same config (its config.json and sidecars are copied)")
     e.add_argument("out", help="the new transformer folder")
     e.add_argument("--ema", action="store_true", help="the run's exponential moving average, not the raw weights")
+    d = sub.add_parser("deepen", help="a transformer folder with silent (identity) blocks inserted, to train on")
+    d.add_argument("folder", help="a transformer folder (e.g. the bundle's stage2/transformer)")
+    d.add_argument("out", help="the new transformer folder")
+    d.add_argument("--after", type=int, nargs="+", required=True, metavar="I",
+                   help="insert a copy of block I, silenced, after block I (0-based)")
     return p
 
 
@@ -175,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         zero_head_folder(args.folder)
     elif args.command == "compose":
         print(compose(args.base, args.transformer, args.out))
+    elif args.command == "deepen":
+        print(deepen_folder(args.folder, args.out, args.after))
     elif args.command == "export":
         print(checkpoint_transformer(Path(args.step), Path(args.like), Path(args.out), args.ema))
     else:
