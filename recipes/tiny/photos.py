@@ -37,17 +37,19 @@ def sources() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m recipes.tiny.photos", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
     p.add_argument("--long-side", type=int, default=1024)
     a = p.parse_args(argv)
+    found = sources()
     a.folder.mkdir(parents=True, exist_ok=True)
-    for src in sources():
+    for src in found:
         with Image.open(src) as im:
             im = im.convert("RGB")
             im.thumbnail((a.long_side, a.long_side), Image.LANCZOS)
             im.save(a.folder / f"{src.stem}.png")
-    print(f"{len(sources())} photographs in {a.folder}")
+    print(f"{len(found)} photographs in {a.folder}")
 
 
 if __name__ == "__main__":
