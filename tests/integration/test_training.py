@@ -122,6 +122,25 @@ def test_on_the_fly_conditions_equal_the_cache(video_folder, cache, tmp_path):
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
 
 
+def test_bf16_reaches_the_dit_and_spares_the_frozen_codec(video_folder, tmp_path, monkeypatch):
+    """mixed_precision=bf16: the DiT's matmuls run in bf16 on the single-process path too (its per-frame modulated
+    forward calls the DiT's parts, not the prepared model's autocast forward); the codec and text encoder that make
+    the targets and references stay in their own dtype."""
+    from swifti2v.training.tasks import Stage2Task
+
+    def record(seen: list, out):
+        seen.extend(out if isinstance(out, tuple) else [out])
+        return out
+
+    linears, latents = [], []
+    linear, encode = torch.nn.Linear.forward, Stage2Task.latents
+    monkeypatch.setattr(torch.nn.Linear, "forward", lambda self, x: record(linears, linear(self, x)))
+    monkeypatch.setattr(Stage2Task, "latents", lambda self, batch: record(latents, encode(self, batch)))
+    train(_cfg(tmp_path / "run", 'mixed_precision="bf16"', data__folder=str(video_folder), max_steps=1))
+    assert torch.bfloat16 in {t.dtype for t in linears}
+    assert len(latents) == 3 and {t.dtype for t in latents} == {torch.float32}
+
+
 def test_two_processes_agree_on_the_weights(cache, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

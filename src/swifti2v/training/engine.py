@@ -285,8 +285,11 @@ class TrainRun:
         randomness comes from (seed, batch index, rank), so a resumed run draws what an uninterrupted one does."""
         cfg, acc = self.cfg, self.acc
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, f"train/{self.batch_index}/{acc.process_index}"))
+        # autocast here, not only in the prepared model's forward: the per-frame modulated forward (a single
+        # process's path) calls the DiT's parts directly and would otherwise run in fp32 whatever mixed_precision says
         with acc.accumulate(self.model):
-            loss = self.task.loss(self.model, batch, g)
+            with acc.autocast():
+                loss = self.task.loss(self.model, batch, g)
             acc.backward(loss)
             if acc.sync_gradients and cfg.optim.grad_clip > 0:
                 acc.clip_grad_norm_(self.params, cfg.optim.grad_clip)

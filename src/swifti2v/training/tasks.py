@@ -56,6 +56,12 @@ def cache_key(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(key))  # tuples as lists
 
 
+def frozen_precision(device: torch.device) -> torch.autocast:
+    """The frozen encoders (codec, text, the Stage I that makes references) run in their own dtype under the
+    training step's autocast: the targets and references stay what `generate` computes."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 def condition_generator(seed: int, name: str) -> torch.Generator:
     """A clip's condition randomness depends on the run seed and the clip only (cache == on the fly)."""
     return torch.Generator().manual_seed(derive_seed(seed, f"condition/{name}"))
@@ -84,15 +90,15 @@ class ClipEncoder:
         (`downsample`), else clip by clip with each clip's own generator."""
         vae = self.models.stage2_vae
         pixels = pixels.to(vae.device)
-        text = torch.cat([self.encode_text(c) for c in captions])
-        z = vae.encode(pixels)
-        kind = self.cfg.condition.kind
-        if kind == "downsample":
-            z_ref = condition_reference(pixels, text, self.cfg.condition, self.models, torch.Generator())
-        else:
-            z_ref = torch.cat([condition_reference(pixels[i : i + 1], text[i : i + 1], self.cfg.condition, self.models,
-                                                   condition_generator(self.cfg.seed, name))
-                               for i, name in enumerate(names)])
+        with frozen_precision(vae.device):
+            text = torch.cat([self.encode_text(c) for c in captions])
+            z = vae.encode(pixels)
+            if self.cfg.condition.kind == "downsample":
+                z_ref = condition_reference(pixels, text, self.cfg.condition, self.models, torch.Generator())
+            else:
+                z_ref = torch.cat([condition_reference(pixels[i : i + 1], text[i : i + 1], self.cfg.condition,
+                                                       self.models, condition_generator(self.cfg.seed, name))
+                                   for i, name in enumerate(names)])
         return z, z_ref, text
 
 
@@ -249,7 +255,7 @@ class Stage1Task:
     def loss(self, runner: nn.Module, batch: dict, g: torch.Generator) -> torch.Tensor:
         c, vae = self.cfg, self.stage1.vae
         pixels = batch_pixels(batch, self.device)
-        with torch.no_grad():
+        with torch.no_grad(), frozen_precision(self.device):
             z = torch.cat([vae.encode(px[None]) for px in pixels])
             conds = [stage1_velocity(self.stage1, to_image(px[:, 0]), self.text.encode(cap, self.device), px.shape[1],
                                      self.device) for px, cap in zip(pixels, batch["caption"], strict=True)]
