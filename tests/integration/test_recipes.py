@@ -14,7 +14,8 @@ from swifti2v.errors import UserError
 from swifti2v.models import debug
 from swifti2v.training import tiny
 
-PROBES = ("stage1_direction", "stage1_overfit", "checkpoint_gain", "codec_check", "curves", "gains", "default_job")
+PROBES = ("stage1_direction", "stage1_overfit", "checkpoint_gain", "codec_check", "curves", "gains", "default_job",
+          "train_speed")
 
 
 @pytest.mark.parametrize("name", PROBES)

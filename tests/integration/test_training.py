@@ -122,6 +122,22 @@ def test_on_the_fly_conditions_equal_the_cache(video_folder, cache, tmp_path):
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
 
 
+def test_ema_without_warmup_averages_from_the_first_step(cache, tmp_path):
+    """ema_decay=0.99 over 3 steps: diffusers' warm-up makes the EMA nearly the last raw weights (its decay
+    starts at 0); without the warm-up it keeps 0.99^3 of the start, as a run continued from trained weights wants."""
+    start = dict(load_stage2(DEBUG_RANDOM, None, True, torch.device("cpu"), torch.float32, widen=True)
+                 .transformer.named_parameters())
+    names = list(start)
+    far = {}
+    for warmup in (True, False):
+        run = tmp_path / f"warmup-{warmup}"
+        train(_cfg(run, "ema_decay=0.99", f"ema_warmup={str(warmup).lower()}", data__cache=str(cache), max_steps=3))
+        raw, ema = _weights(run), ema_state_dict(run / "checkpoints" / "step-0000003", names)
+        moved = sum((raw[k] - start[k]).square().sum() for k in names)
+        far[warmup] = float(sum((ema[k] - start[k]).square().sum() for k in names) / moved)
+    assert far[True] > 0.3 and far[False] < 0.01, far
+
+
 def test_bf16_reaches_the_dit_and_spares_the_frozen_codec(video_folder, tmp_path, monkeypatch):
     """mixed_precision=bf16: the DiT's matmuls run in bf16 on the single-process path too (its per-frame modulated
     forward calls the DiT's parts, not the prepared model's autocast forward); the codec and text encoder that make

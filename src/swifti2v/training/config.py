@@ -132,6 +132,10 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16"] = "bf16"
     gradient_checkpointing: bool = True
     ema_decay: float = 0.0  # 0 = no EMA; e.g. 0.999
+    # diffusers' warm-up: the decay grows as (1+n)/(10+n), an average of the last ~n/9 steps until it reaches
+    # ema_decay (0.999: after ~9,000 steps). False: ema_decay from the first step, for a run continued from
+    # trained weights (the start is already a good average)
+    ema_warmup: bool = True
     save_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10

@@ -217,7 +217,9 @@ def _train(cfg: TrainConfig, acc: Accelerator, out: Path, ckpts: Checkpoints, la
     if cfg.ema_decay:
         from diffusers.training_utils import EMAModel
 
-        ema = EMAModel(params, decay=cfg.ema_decay)
+        ema = EMAModel(params, decay=cfg.ema_decay, min_decay=0.0 if cfg.ema_warmup else cfg.ema_decay)
+        if not cfg.ema_warmup:  # diffusers' first update copies the weights (decay 0) whatever min_decay says
+            ema.optimization_step = 1
         ema.to(acc.device)
     step = 0
     if latest is not None:
